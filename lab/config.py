@@ -1,0 +1,241 @@
+"""Typed configuration: one dataclass per concern; YAML maps onto them and is validated on load.
+
+Every error is a :class:`ConfigError` whose message names the field, e.g.
+``experiments/digits.yaml: model.depth: 57 is not 6n+2 ...``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import nets
+
+DATASETS = ("digits", "cifar10", "cifar100")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+class ConfigError(ValueError):
+    """A configuration or sweep spec that cannot be used; the message names the field and the fix."""
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+@dataclass
+class ModelConfig:
+    """The network: what a depth study varies."""
+
+    arch: str = "resnet"  # plain | resnet
+    depth: int = 20  # weighted layers, 6n+2
+    shortcut: str = "A"  # A: zero-pad identity, B: projections where shapes change, C: all projections
+
+    def __post_init__(self) -> None:
+        _require(self.arch in nets.ARCHS, "model.arch", f"{self.arch!r} is not one of {', '.join(nets.ARCHS)}")
+        _require(
+            self.shortcut in nets.SHORTCUTS,
+            "model.shortcut",
+            f"{self.shortcut!r} is not one of {', '.join(nets.SHORTCUTS)}",
+        )
+        try:
+            nets.check_depth(self.depth)
+        except ValueError as e:
+            raise ConfigError(f"model.depth: {e}") from None
+
+
+@dataclass
+class DataConfig:
+    """The dataset, its split and its (batched, on-device) augmentation."""
+
+    name: str = "digits"  # digits (bundled with scikit-learn) | cifar10 | cifar100
+    data_dir: str | None = None  # folder holding the extracted torchvision archive (cifar-10-batches-py)
+    download: bool = False  # let torchvision download CIFAR when it is not in data_dir
+    verify_md5: bool = True  # torchvision's checksums of the archive files; false only for archives you built
+    val_size: int | None = None  # images held out of the training set; None: 5,000 for CIFAR (He 2015), 10% for digits
+    split_seed: int = 0  # fixes the train/val(/test) split, independent of the training seed
+    crop_pad: int = 0  # pad-and-random-crop augmentation (4 for CIFAR, He 2015 Section 4.2); 0: off
+    flip: bool = False  # random horizontal flips
+
+    def __post_init__(self) -> None:
+        _require(self.name in DATASETS, "data.name", f"{self.name!r} is not one of {', '.join(DATASETS)}")
+        _require(self.val_size is None or self.val_size >= 1, "data.val_size", "must be at least 1")
+        _require(self.crop_pad >= 0, "data.crop_pad", "must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    """SGD as in He 2015, Section 3.4; every schedule is in iterations, as the paper states it."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    batch_size: int = 128
+    max_steps: int = 64_000
+    milestones: list[int] = field(default_factory=lambda: [32_000, 48_000])  # lr /= 10 at each
+    gamma: float = 0.1
+    warmup_lr: float | None = None  # e.g. 0.01 for ResNet-110 (Section 4.2)
+    warmup_steps: int = 0  # iterations at warmup_lr before lr
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "batch_size", "max_steps"):
+            _require(getattr(self, name) > 0, f"optim.{name}", "must be > 0")
+        _require(self.momentum >= 0 and self.weight_decay >= 0, "optim", "momentum and weight_decay must be >= 0")
+        _require(
+            self.milestones == sorted(self.milestones) and all(m > 0 for m in self.milestones),
+            "optim.milestones",
+            f"{self.milestones} must be increasing positive iterations",
+        )
+        _require(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        _require(
+            (self.warmup_lr is None) == (self.warmup_steps == 0),
+            "optim.warmup_lr",
+            "set warmup_lr and warmup_steps together (e.g. 0.01 for 400 iterations)",
+        )
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    eval_every: int = 1000  # iterations between train/val/test error points of the curves
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+    def __post_init__(self) -> None:
+        _require(self.eval_every > 0, "train.eval_every", "must be > 0")
+
+
+@dataclass
+class TrackConfig:
+    """Where records go and how W&B mirrors them."""
+
+    runs_dir: str = "runs"  # local run records: the source of truth for analysis
+    study: str = "adhoc"  # folder under runs_dir and the W&B group
+    wandb: str = "auto"  # auto: online when an API key is configured, else offline | online | offline | disabled
+    project: str = "lab"
+    entity: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.wandb in WANDB_MODES, "track.wandb", f"{self.wandb!r} is not one of {', '.join(WANDB_MODES)}")
+        _require(bool(self.study) and "/" not in self.study, "track.study", f"{self.study!r} is not a folder name")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.optim.max_steps % self.train.eval_every == 0,
+            "train.eval_every",
+            f"optim.max_steps={self.optim.max_steps} must be a multiple of it, so that the curves end at the last iteration",
+        )
+        _require(
+            not self.optim.milestones or self.optim.milestones[-1] <= self.optim.max_steps,
+            "optim.milestones",
+            f"{self.optim.milestones} go past optim.max_steps={self.optim.max_steps}",
+        )
+
+    @property
+    def run_name(self) -> str:
+        m = self.model
+        return nets.run_name(m.arch, m.depth, m.shortcut, self.train.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- mapping plain data (YAML) onto the dataclasses, with errors that name the field ---
+
+
+def _check_type(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _check_type(value, inner, name)
+    if origin is list:
+        _require(isinstance(value, list), name, f"expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_check_type(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, name)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+    _require(ok, name, f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts, rejecting unknown keys and wrong types by name."""
+    where = prefix or "config"
+    _require(isinstance(data, dict), where, f"expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        _require(key in known, dotted, f"unknown key (known here: {', '.join(known)})")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _check_type(value, hints[key], f"{prefix}.{key}" if prefix else key)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``model.depth=56`` -> (``model.depth``, 56); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. model.depth=56")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); type and name checks happen in :func:`from_dict`."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise ConfigError(f"{key}: overrides name a field as SECTION.FIELD, e.g. model.depth")
+        node = data.setdefault(section, {})
+        _require(isinstance(node, dict), section, f"expected a mapping, got {node!r}")
+        node[name] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+
+
+def make_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "") -> Config:
+    """Validate plain data (plus dotted overrides) into a :class:`Config`; errors are prefixed with ``source``."""
+    try:
+        return from_dict(Config, apply_overrides(data, overrides or {}))
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}" if source else str(e)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a recipe from ``experiments/`` and apply overrides such as ``{"model.depth": 56}``."""
+    return make_config(read_yaml(path), overrides, source=str(path))

@@ -1,0 +1,34 @@
+"""The paper's numbers, carried as data: analysis overlays them, tests check against them.
+
+He 2015: "Deep Residual Learning for Image Recognition" (arXiv 1512.03385).
+"""
+from __future__ import annotations
+
+# Table 6: exact parameter counts of the CIFAR-10 nets with option-A shortcuts
+# (identical for plain nets, whose layers are the same).
+CIFAR10_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
+
+# Table 6: CIFAR-10 test error (%) of ResNets. 110 is the best of 5 runs (6.61 +- 0.16 mean).
+CIFAR10_RESNET_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+
+# Figure 6 (left), read off at the end of training, approximate (+-0.3).
+CIFAR10_PLAIN_TEST_ERR = {20: 9.7, 32: 10.1, 44: 11.4, 56: 13.3}
+
+# Section 4.2: the CIFAR-10 protocol, in iterations.
+CIFAR10_PROTOCOL = {
+    "batch_size": 128,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "milestones": (32_000, 48_000),
+    "max_steps": 64_000,
+    "train_size": 45_000,
+    "val_size": 5_000,
+}
+
+
+def paper_test_err(arch: str, dataset: str) -> dict[int, float]:
+    """Test error (%) by depth that the paper reports for ``arch`` on ``dataset`` (empty if none)."""
+    if dataset != "cifar10":
+        return {}
+    return {"resnet": CIFAR10_RESNET_TEST_ERR, "plain": CIFAR10_PLAIN_TEST_ERR}.get(arch, {})

@@ -1,0 +1,147 @@
+"""Run records (local, always: the source of truth) and their W&B mirror (offline unless configured)."""
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import platform
+import socket
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlparse
+
+import torch
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from lab.config import Config
+
+CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "summary.json", "last.ckpt"
+WANDB_INIT_TIMEOUT_S = 30
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write, then rename: a reader (or a crash) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+class RecordLogger(Logger):
+    """Appends every logged row to ``metrics.jsonl`` in the run folder, flushed at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.rows: list[dict[str, float]] = []
+
+    @property
+    def name(self) -> str:
+        return "record"
+
+    @property
+    def version(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.run_dir)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the resolved config is written as config.yaml before training starts
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead.
+        row = {k: float(v) for k, v in metrics.items()}
+        self.rows.append(row)
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def code_version() -> str:
+    """The git commit of the code that ran (``+dirty`` with uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if sha.returncode:
+        return "unknown"
+    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    info = {
+        "host": socket.gethostname(),
+        "device": device.type,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info
+
+
+def wandb_api_key_configured() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(setting: str) -> str:
+    """``auto`` follows ``WANDB_MODE`` if set, else online with an API key, offline without one."""
+    if setting != "auto":
+        return setting
+    env = os.environ.get("WANDB_MODE")
+    if env in ("online", "offline", "disabled"):
+        return env
+    return "online" if wandb_api_key_configured() else "offline"
+
+
+def make_wandb_logger(config: Config, run_dir: Path, run_name: str) -> WandbLogger | None:
+    """A W&B run named like the paper, grouped by study, tagged, with the whole config; ``None`` when disabled.
+
+    An online run that cannot reach the server within ``WANDB_INIT_TIMEOUT_S`` falls back to offline,
+    so training never waits on the network; offline runs are synced later with ``wandb sync``.
+    """
+    mode = wandb_mode(config.track.wandb)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    m = config.model
+    tags = [m.arch, f"depth-{m.depth}", f"shortcut-{m.shortcut}", config.data.name]
+    for attempt in (mode, "offline") if mode == "online" else (mode,):
+        logger = WandbLogger(
+            name=run_name,
+            save_dir=str(run_dir),
+            project=config.track.project,
+            entity=config.track.entity,
+            group=config.track.study,
+            tags=tags,
+            config=config.to_dict(),
+            mode=attempt,
+            settings=wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S, console="off", silent=True),
+        )
+        try:
+            logger.experiment  # start the run now, so a network failure shows here and not mid-training
+            return logger
+        except Exception as e:  # wandb raises several kinds of errors for an unreachable server
+            warnings.warn(f"W&B {attempt} run could not start ({e}); logging offline instead")
+    return None

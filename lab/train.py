@@ -1,0 +1,139 @@
+"""``train(config)``: one run, a pure function of its config, leaving a complete run record.
+
+The run folder ``runs_dir/study/run-name/`` holds ``config.yaml`` (resolved), ``metrics.jsonl``
+(every evaluation), ``last.ckpt`` and, written last and atomically, ``summary.json``: a run is
+finished exactly when its summary exists.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from lab import nets
+from lab.config import Config, ConfigError
+from lab.module import Classifier, TensorDataModule
+from lab.tracking import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    RecordLogger,
+    code_version,
+    hardware,
+    make_wandb_logger,
+    read_json,
+    write_json_atomic,
+)
+
+FINAL_METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")
+
+
+def run_dir_for(config: Config, name: str | None = None) -> Path:
+    return Path(config.track.runs_dir) / config.track.study / (name or config.run_name)
+
+
+def _accelerator(device: str) -> tuple[str, Any]:
+    if device == "auto":
+        return "auto", "auto"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"train.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    accelerator = "gpu" if kind == "cuda" else kind
+    return accelerator, [int(index)] if index else 1
+
+
+def finished_summary(run_dir: Path, config: Config) -> dict[str, Any] | None:
+    """The summary of a finished run of exactly this config in ``run_dir``, if there is one."""
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    summary = read_json(path)
+    return summary if summary.get("config") == config.to_dict() else None
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|treespec).*")
+
+
+def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
+    """Train one run and return its summary; a finished run of the same config is returned as it is."""
+    name = run_name or config.run_name
+    run_dir = run_dir_for(config, name)
+    done = finished_summary(run_dir, config)
+    if done is not None:
+        return done
+    if run_dir.exists():  # an unfinished or different run: start it again from nothing
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    _quiet_lightning()
+    pl.seed_everything(config.train.seed, workers=False, verbose=False)
+    datamodule = TensorDataModule(config.data, config.optim.batch_size, config.train.seed)
+    data = datamodule.prepare()
+    m = config.model
+    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes))
+    module = Classifier(net, config.optim)
+
+    record = RecordLogger(run_dir)
+    loggers: list[Any] = [record]
+    wandb_logger = make_wandb_logger(config, run_dir, name)
+    if wandb_logger is not None:
+        loggers.append(wandb_logger)
+
+    accelerator, devices = _accelerator(config.train.device)
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        max_steps=config.optim.max_steps,
+        max_epochs=-1,
+        val_check_interval=config.train.eval_every,
+        check_val_every_n_epoch=None,  # evaluate every eval_every iterations, across epochs
+        num_sanity_val_steps=0,
+        logger=loggers,
+        enable_checkpointing=False,  # the run record holds the final checkpoint
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
+        benchmark=True,
+    )
+    device = trainer.strategy.root_device
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    wall_s = time.perf_counter() - start
+    trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
+
+    last = {k: v for row in record.rows for k, v in row.items() if k in FINAL_METRICS}
+    summary = {
+        "run": name,
+        "study": config.track.study,
+        "arch": m.arch,
+        "depth": m.depth,
+        "shortcut": m.shortcut,
+        "seed": config.train.seed,
+        "dataset": config.data.name,
+        "params": nets.count_params(net),
+        **last,
+        "best_val_err": min(r["val_err"] for r in record.rows if "val_err" in r),
+        "steps": trainer.global_step,
+        "wall_s": round(wall_s, 2),
+        "images_per_s": round(trainer.global_step * config.optim.batch_size / wall_s, 1),
+        "code_version": code_version(),
+        "hardware": hardware(device),
+        "config": config.to_dict(),
+    }
+    if wandb_logger is not None:
+        wandb_logger.experiment.summary.update({k: summary[k] for k in (*last, "best_val_err", "params", "wall_s")})
+        wandb_logger.experiment.finish()
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    return summary
