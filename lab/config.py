@@ -164,6 +164,12 @@ def _check_type(value: Any, tp: Any, name: str) -> Any:
             return None
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
         return _check_type(value, inner, name)
+    if tp is Any:
+        return value
+    if origin is dict:
+        _require(isinstance(value, dict), name, f"expected a mapping, got {value!r}")
+        _, inner = typing.get_args(tp)
+        return {k: _check_type(v, inner, f"{name}.{k}") for k, v in value.items()}
     if origin is list:
         _require(isinstance(value, list), name, f"expected a list, got {value!r}")
         (inner,) = typing.get_args(tp)

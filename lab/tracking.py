@@ -90,8 +90,18 @@ def hardware(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     else:
-        info["device_name"] = platform.processor() or platform.machine()
+        info["device_name"] = f"{_cpu_model()} ({os.cpu_count()} cores)"
     return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def wandb_api_key_configured() -> bool:

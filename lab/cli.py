@@ -1,0 +1,116 @@
+"""The ``lab`` command: ``train``, ``sweep`` and ``analyze``.
+
+Bad input exits with status 2 and one line naming what is wrong and how to fix it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from lab.config import WANDB_MODES, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description="Depth studies of plain and residual networks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run from a recipe in experiments/")
+    t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml")
+    t.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
+
+    s = sub.add_parser("sweep", help="run (or resume) the Optuna study of sweeps/NAME.yaml")
+    s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study")
+    s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
+                   "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="parallel trial processes here (default: the CPU cores without a GPU, 1 with one)")
+    s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
+    s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
+    s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
+
+    a = sub.add_parser("analyze", help="tables and figures of a study's run records")
+    a.add_argument("name", help="the study (sweep) name, e.g. depth-study")
+    a.add_argument("--runs-dir", default="runs", help="folder of run records (default: runs)")
+    a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
+    return p
+
+
+def _overrides(items: list[str]) -> dict:
+    from lab.config import parse_override
+
+    return dict(parse_override(item) for item in items)
+
+
+def _default_workers() -> int:
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lab.config import load_config
+    from lab.train import run_dir_for, train
+
+    config = load_config(args.config, _overrides(args.overrides))
+    summary = train(config)
+    print(
+        f"{summary['run']}: train_err {summary['train_err']:.2f}%, val_err {summary['val_err']:.2f}%, "
+        f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations ({summary['wall_s']:.0f}s); "
+        f"record: {run_dir_for(config, summary['run'])}"
+    )
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from lab.sweep import Sweep, load_sweep
+
+    name, spec, recipe = load_sweep(args.name)
+    overrides = _overrides(args.overrides)
+    if args.runs_dir:
+        overrides["track.runs_dir"] = args.runs_dir
+    if args.wandb:
+        overrides["track.wandb"] = args.wandb
+    workers = args.workers if args.workers is not None else _default_workers()
+    if workers < 1:
+        raise ConfigError(f"--workers: {workers} must be at least 1")
+    start = time.perf_counter()
+    sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides)
+    counts = sweep.run()
+    print(
+        f"[{name}] finished in {time.perf_counter() - start:.0f}s: {counts['done']}/{spec.total} done, "
+        f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
+        + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
+    )
+    if counts["failed"]:
+        print(f"[{name}] run the same command again to retry the failed trials", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    out = Path(args.out) if args.out else Path(args.runs_dir) / args.name / "analysis"
+    for path in write_report(Path(args.runs_dir), args.name, out):
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}[args.command]
+    try:
+        return command(args)
+    except ConfigError as e:
+        print(f"lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,406 @@
+"""``lab sweep NAME``: an Optuna study over configs, every trial a ``train(config)`` in its own process.
+
+Grid sweeps enqueue each grid point once as a waiting trial; ``study.ask()`` hands a waiting trial to
+exactly one worker, and a worker that still meets a point some other trial holds (two machines
+enqueueing at once) steps aside, so each point runs once. Running the command again resumes: points
+already complete are skipped, and trials whose worker died are failed and their points run again.
+
+One process per trial because W&B and Lightning keep process-wide state (an active ``wandb.run``,
+``WANDB_MODE``): trials sharing a process would merge into one W&B run. The processes fork from a
+server that imported torch and Lightning once, so a trial starts in well under a second.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import ConfigError, from_dict, make_config, read_yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
+HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
+STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
+NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
+
+
+@dataclass
+class SweepSpec:
+    """``sweeps/NAME.yaml``: which recipe, what varies (a grid, a TPE search, or both) and which metric."""
+
+    recipe: str  # experiments/RECIPE.yaml, or a path relative to the sweep file
+    metric: str = "val_err"
+    direction: str = "minimize"
+    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe for every trial
+    grid: dict[str, list] = field(default_factory=dict)  # every combination runs once
+    search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
+    n_trials: int | None = None  # budget of a search without a grid
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric: {self.metric!r} is not one of {', '.join(METRICS)}")
+        if self.direction not in ("minimize", "maximize"):
+            raise ConfigError(f"direction: {self.direction!r} is not minimize or maximize")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+        for key, dist in self.search.items():
+            if not isinstance(dist, dict) or not ({"choices"} <= dist.keys() or {"low", "high"} <= dist.keys()):
+                raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
+            if set(dist) - {"low", "high", "log", "step", "choices"}:
+                raise ConfigError(f"search.{key}: unknown keys {sorted(set(dist) - {'low', 'high', 'log', 'step', 'choices'})}")
+        if not self.grid and not self.search:
+            raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
+        if self.grid and self.n_trials is not None:
+            raise ConfigError("n_trials: a grid runs each of its points once; n_trials is only for a search without a grid")
+        if self.search and not self.grid and not (self.n_trials and self.n_trials > 0):
+            raise ConfigError("n_trials: a search without a grid needs a budget, e.g. n_trials: 20")
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+
+    @property
+    def total(self) -> int:
+        return len(self.grid_points()) if self.grid else self.n_trials
+
+
+def find_sweep(name: str) -> Path:
+    """``NAME`` -> ``sweeps/NAME.yaml`` here or in the project; a path is taken as it is."""
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        return Path(name)
+    for root in (Path.cwd(), PROJECT_ROOT):
+        if (root / "sweeps" / f"{name}.yaml").is_file():
+            return root / "sweeps" / f"{name}.yaml"
+    known = sorted(p.stem for p in (PROJECT_ROOT / "sweeps").glob("*.yaml"))
+    raise ConfigError(f"sweep {name!r}: no sweeps/{name}.yaml (known: {', '.join(known)})")
+
+
+def find_recipe(recipe: str, sweep_file: Path) -> Path:
+    if recipe.endswith((".yaml", ".yml")):
+        return (sweep_file.parent / recipe).resolve()
+    return sweep_file.resolve().parent.parent / "experiments" / f"{recipe}.yaml"
+
+
+def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
+    """(study name, spec, recipe data); every grid point is validated as a config here, before anything runs."""
+    path = find_sweep(name)
+    try:
+        spec = from_dict(SweepSpec, read_yaml(path))
+        recipe = read_yaml(find_recipe(spec.recipe, path))
+        for point in spec.grid_points() or [{}]:
+            make_config(recipe, {**spec.fixed, **point, **_search_example(spec)})
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return path.stem, spec, recipe
+
+
+def _search_example(spec: SweepSpec) -> dict[str, Any]:
+    return {k: d["choices"][0] if "choices" in d else d["low"] for k, d in spec.search.items()}
+
+
+def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
+    if "choices" in dist:
+        return trial.suggest_categorical(key, dist["choices"])
+    low, high = dist["low"], dist["high"]
+    if isinstance(low, int) and isinstance(high, int) and not dist.get("log"):
+        return trial.suggest_int(key, low, high, step=dist.get("step", 1))
+    return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
+
+
+def make_storage(url: str | None, study_dir: Path) -> Any:
+    """A journal file under the study folder by default (no server); a database URL for many machines."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url is None or "://" not in url:
+        path = Path(url) if url else study_dir / "optuna.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as e:  # sqlalchemy's errors for a bad URL, driver or server
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--storage: cannot open {url!r}: {first}") from None
+
+
+def _grid_key(point: dict[str, Any]) -> str:
+    return json.dumps(point, sort_keys=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int) -> None:
+    """Body of a trial process: log to a file, die with the coordinator, train."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+
+    def watch() -> None:  # an orphaned trial would race its own retry for the same run folder
+        while _pid_alive(coordinator_pid):
+            time.sleep(1)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+    import torch
+
+    from lab.train import train
+
+    torch.set_num_threads(threads)
+    train(make_config(config_data), run_name)
+    sys.stdout.flush()
+
+
+@dataclass
+class Claim:
+    trial: Any
+    config: Any
+    run_name: str
+
+
+class Sweep:
+    """Runs a study's trials with ``workers`` parallel trial processes on this machine."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: SweepSpec,
+        recipe: dict[str, Any],
+        storage: str | None = None,
+        workers: int = 1,
+        overrides: dict[str, Any] | None = None,
+        out=sys.stdout,
+    ) -> None:
+        import optuna
+
+        self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out
+        self.overrides = {**spec.fixed, **(overrides or {}), "track.study": name}
+        runs_dir = Path(make_config(recipe, self.overrides).track.runs_dir)
+        self.study_dir = runs_dir / name
+        self.log_dir = self.study_dir / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            self.study = optuna.create_study(
+                study_name=name,
+                storage=make_storage(storage, self.study_dir),
+                sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+                direction=spec.direction,
+                load_if_exists=True,
+            )
+        except ValueError as e:  # e.g. the stored study was made with another direction
+            raise ConfigError(f"study {name!r}: {e}") from None
+        self.storage = self.study._storage
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.lock = threading.RLock()
+        self.processes: dict[int, tuple[Any, Any]] = {}  # trial number -> (process, trial)
+        self.failed = 0
+        self.stopping = False
+        self.threads_per_trial = max(1, (os.cpu_count() or 1) // workers)
+        self.mp = multiprocessing.get_context("forkserver")
+        self.mp.set_forkserver_preload(["lab.train"])  # torch, Lightning and W&B imported once, not per trial
+
+    # --- the study's state -------------------------------------------------------------
+
+    def _trials(self, *states: Any) -> list[Any]:
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def _reap_stale(self) -> list[dict[str, Any]]:
+        """Fail running trials whose worker is gone; return their grid points."""
+        from optuna.trial import TrialState
+
+        host, now, points = socket.gethostname(), time.time(), []
+        for t in self._trials(TrialState.RUNNING):
+            worker = t.user_attrs.get("worker")
+            if worker == self.worker_id:
+                continue
+            heartbeat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp())
+            w_host, _, w_pid = (worker or "").rpartition(":")
+            if worker is None:  # popped by ask() but never claimed: its coordinator died in between
+                lost = now - heartbeat > 60
+            else:
+                lost = w_host == host and not _pid_alive(int(w_pid))
+            if lost or now - heartbeat > STALE_AFTER_S:
+                self.storage.set_trial_user_attr(t._trial_id, "failure", f"worker {worker} lost")
+                try:
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                except Exception:  # another coordinator failed it first
+                    continue
+                if "grid" in t.user_attrs:
+                    points.append(t.user_attrs["grid"])
+        return points
+
+    def _enqueue_missing(self) -> int:
+        from optuna.trial import TrialState
+
+        active = {
+            _grid_key(t.user_attrs["grid"])
+            for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            if "grid" in t.user_attrs
+        }
+        missing = [p for p in self.spec.grid_points() if _grid_key(p) not in active]
+        for point in missing:
+            self.study.enqueue_trial({}, user_attrs={"grid": point})
+        return len(missing)
+
+    def counts(self) -> dict[str, int]:
+        from optuna.trial import TrialState
+
+        done = len(self._done_keys()) if self.spec.grid else len(self._trials(TrialState.COMPLETE))
+        running = len(self._trials(TrialState.RUNNING))
+        remaining = max(0, self.spec.total - done - running - self.failed)
+        return {"done": done, "running": running, "failed": self.failed, "remaining": remaining}
+
+    def _done_keys(self) -> set[str]:
+        from optuna.trial import TrialState
+
+        return {_grid_key(t.user_attrs["grid"]) for t in self._trials(TrialState.COMPLETE) if "grid" in t.user_attrs}
+
+    def _holder_of(self, trial: Any, point: dict[str, Any]) -> int | None:
+        """Another trial that owns this grid point: a complete one, or an unfinished one with a lower number.
+
+        Trial numbers are fixed when points are enqueued, before any race, so every worker agrees on
+        the owner: of two unfinished trials of one point, the higher always steps aside.
+        """
+        from optuna.trial import TrialState
+
+        key = _grid_key(point)
+        for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+            if t.number != trial.number and _grid_key(t.user_attrs.get("grid", {})) == key:
+                if t.state == TrialState.COMPLETE or t.number < trial.number:
+                    return t.number
+        return None
+
+    # --- claiming, running and finishing one trial -----------------------------------
+
+    def _budget_left(self) -> bool:
+        from optuna.trial import TrialState
+
+        if self.stopping:
+            return False
+        if self.spec.grid:
+            return bool(self._trials(TrialState.WAITING))
+        taken = len(self._trials(TrialState.COMPLETE, TrialState.RUNNING))
+        return taken < self.spec.n_trials and self.failed < self.spec.n_trials
+
+    def _claim(self) -> Claim | None:
+        from optuna.trial import TrialState
+
+        with self.lock:
+            for point in self._reap_stale():
+                self.study.enqueue_trial({}, user_attrs={"grid": point})
+            while self._budget_left():
+                trial = self.study.ask()
+                point = trial.user_attrs.get("grid", {})
+                if self.spec.grid and (point not in self.spec.grid_points() or self._holder_of(trial, point) is not None):
+                    trial.set_user_attr("skipped", "grid point held by another trial or not in the grid")
+                    self.study.tell(trial, state=TrialState.PRUNED)
+                    continue
+                trial.set_user_attr("worker", self.worker_id)
+                trial.set_user_attr("heartbeat", time.time())
+                params = {k: _suggest(trial, k, d) for k, d in self.spec.search.items()}
+                config = make_config(self.recipe, {**self.overrides, **point, **params})
+                plain_name = not params and set(point) <= NAMING_KEYS
+                run_name = config.run_name if plain_name else f"{config.run_name}-t{trial.number}"
+                trial.set_user_attr("run", run_name)
+                return Claim(trial, config, run_name)
+        return None
+
+    def _run(self, claim: Claim) -> dict[str, Any] | None:
+        """Train in a child process; heartbeat meanwhile; the summary, or None if the run failed."""
+        from lab.train import run_dir_for
+        from lab.tracking import SUMMARY_FILE, read_json
+
+        log = self.log_dir / f"{claim.run_name}.log"
+        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid())
+        proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
+        proc.start()
+        self.processes[claim.trial.number] = (proc, claim.trial)
+        last_beat = time.time()
+        while proc.is_alive():
+            proc.join(timeout=1)
+            if time.time() - last_beat > HEARTBEAT_S:
+                with self.lock:
+                    claim.trial.set_user_attr("heartbeat", time.time())
+                last_beat = time.time()
+        self.processes.pop(claim.trial.number, None)
+        summary_path = run_dir_for(claim.config, claim.run_name) / SUMMARY_FILE
+        if proc.exitcode != 0 or not summary_path.is_file():
+            return None
+        return read_json(summary_path)
+
+    def _finish(self, claim: Claim, summary: dict[str, Any] | None) -> None:
+        from optuna.trial import TrialState
+
+        with self.lock:
+            trial = claim.trial
+            if summary is None:
+                self.failed += 1
+                trial.set_user_attr("failure", f"see {self.log_dir / (claim.run_name + '.log')}")
+                self.study.tell(trial, state=TrialState.FAIL)
+                note = f"{claim.run_name} FAILED; its log: {self.log_dir / (claim.run_name + '.log')}"
+            else:
+                for key in (*METRICS, "params", "wall_s", "steps"):
+                    if key in summary:
+                        trial.set_user_attr(key, summary[key])
+                self.study.tell(trial, summary[self.spec.metric])
+                note = (
+                    f"{claim.run_name} done in {summary['wall_s']:.0f}s: "
+                    f"{self.spec.metric} {summary[self.spec.metric]:.2f}, train_err {summary['train_err']:.2f}"
+                )
+            self.progress(note)
+
+    def progress(self, note: str = "") -> None:
+        c = self.counts()
+        line = f"[{self.name}] {c['done']}/{self.spec.total} done, {c['running']} running, {c['failed']} failed, {c['remaining']} remaining"
+        print(line + (f" | {note}" if note else ""), file=self.out, flush=True)
+
+    def _worker(self) -> None:
+        while (claim := self._claim()) is not None:
+            self.progress(f"{claim.run_name} started")
+            summary = self._run(claim)
+            if self.stopping:
+                return
+            self._finish(claim, summary)
+
+    def run(self) -> dict[str, int]:
+        """Run every remaining trial; returns the final counts. Ctrl-C stops the trials and fails them cleanly."""
+        from optuna.trial import TrialState
+
+        with self.lock:
+            self._reap_stale()  # _enqueue_missing puts their points back
+            added = self._enqueue_missing() if self.spec.grid else 0
+        self.progress(f"storage: {self.storage.__class__.__name__}, {added} points queued, {self.workers} workers")
+        threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.5)
+        except KeyboardInterrupt:
+            self.stopping = True
+            with self.lock:
+                for proc, trial in list(self.processes.values()):
+                    proc.terminate()
+                    trial.set_user_attr("failure", "interrupted")
+                    self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        return self.counts()
