@@ -1,0 +1,78 @@
+"""Shared helpers: tiny recipes and sweeps in a temporary project, CIFAR archives in the real on-disk format."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+# A recipe small enough for a test: digits, depth 8, a handful of iterations, W&B offline.
+TINY_RECIPE = {
+    "model": {"arch": "resnet", "depth": 8, "shortcut": "A"},
+    "data": {"name": "digits"},
+    "optim": {"lr": 0.1, "batch_size": 32, "max_steps": 10, "milestones": [8]},
+    "train": {"eval_every": 5, "device": "cpu"},
+    "track": {"wandb": "offline"},
+}
+
+
+def write_project(root: Path, sweep: dict, recipe: dict | None = None, name: str = "tiny") -> Path:
+    """``root/experiments/tiny.yaml`` and ``root/sweeps/NAME.yaml``, as a user's project would hold them."""
+    (root / "experiments").mkdir(parents=True, exist_ok=True)
+    (root / "sweeps").mkdir(exist_ok=True)
+    (root / "experiments" / "tiny.yaml").write_text(yaml.safe_dump(recipe or TINY_RECIPE))
+    (root / "sweeps" / f"{name}.yaml").write_text(yaml.safe_dump({"recipe": "tiny", **sweep}))
+    return root
+
+
+def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``lab`` command as a user would, in ``cwd``."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_cifar10(root: Path, n_train: int = 100, n_test: int = 20) -> Path:
+    """A CIFAR-10 archive as torchvision expects it: pickled batches with ``data`` (N x 3072 uint8, channel
+    planes) and ``labels``, and ``batches.meta`` with ``label_names``. Pixel values encode label and channel
+    (``20 * label + channel``) so tests can check that images and labels stay together."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def batch(n: int) -> dict:
+        labels = rng.integers(0, 10, n)
+        data = np.repeat((20 * labels[:, None] + np.arange(3)[None, :]).astype(np.uint8), 1024, axis=1)
+        return {"batch_label": "generated", "labels": labels.tolist(), "data": data, "filenames": [""] * n}
+
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(n_train // 5)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names, "num_vis": 3072}))
+    return root
+
+
+def write_cifar100(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
+    """A CIFAR-100 archive: ``train``/``test`` with ``fine_labels``, ``meta`` with ``fine_label_names``."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, 100, n)
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"fine_labels": labels.tolist(), "coarse_labels": [0] * n, "data": data}))
+    meta = {"fine_label_names": [f"class{i}" for i in range(100)], "coarse_label_names": [f"super{i}" for i in range(20)]}
+    (folder / "meta").write_bytes(pickle.dumps(meta))
+    return root
+
+
+@pytest.fixture
+def cifar10_dir(tmp_path: Path) -> Path:
+    return write_cifar10(tmp_path / "data")

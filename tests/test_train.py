@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import yaml
+
+from lab.config import make_config
+from lab.tracking import wandb_mode
+from lab.train import run_dir_for, train
+from tests.conftest import TINY_RECIPE, lab
+
+
+def test_train_writes_a_complete_run_record_and_an_offline_wandb_run(tmp_path):
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "model.arch": "plain", "train.seed": 3})
+    summary = train(cfg)
+    run_dir = run_dir_for(cfg)
+    assert run_dir == tmp_path / "adhoc" / "plain-8-s3"
+    assert {"config.yaml", "metrics.jsonl", "summary.json", "last.ckpt"} <= {p.name for p in run_dir.iterdir()}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [5, 10]
+    assert all({"train_err", "val_err", "test_err", "train_loss", "lr"} <= r.keys() for r in rows)
+    assert rows[-1]["lr"] == pytest.approx(0.01)  # decayed at iteration 8
+    assert summary["steps"] == 10 and summary["run"] == "plain-8-s3" and summary["params"] > 0
+    assert summary["test_err"] == rows[-1]["test_err"] and 0 <= summary["train_err"] <= 100
+    assert summary["config"] == cfg.to_dict() and summary["hardware"]["torch"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == cfg.to_dict()
+    offline = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1, "the W&B run is written offline beside the record, ready for `wandb sync`"
+
+
+def test_finished_run_is_not_trained_again_but_a_changed_config_is(tmp_path):
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"})
+    first = train(cfg)
+    path = run_dir_for(cfg) / "summary.json"
+    stamp = path.stat().st_mtime_ns
+    assert train(cfg) == first and path.stat().st_mtime_ns == stamp
+    assert not (run_dir_for(cfg) / "wandb").exists()
+    changed = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled", "optim.lr": 0.05})
+    assert train(changed)["config"]["optim"]["lr"] == 0.05
+
+
+def test_wandb_is_offline_without_an_api_key_and_online_with_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    assert wandb_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_mode("auto") == "offline"
+
+
+def test_online_wandb_that_cannot_reach_a_server_falls_back_to_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr("lab.tracking.WANDB_INIT_TIMEOUT_S", 5)
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "online"})
+    with pytest.warns(UserWarning, match="logging offline instead"):
+        train(cfg)
+    assert list((run_dir_for(cfg) / "wandb").glob("offline-run-*"))
+
+
+def test_lab_train_command(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    result = lab("train", "tiny.yaml", "model.arch=plain", "track.runs_dir=runs", "track.study=demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "plain-8-s0: train_err" in result.stdout
+    assert (tmp_path / "runs" / "demo" / "plain-8-s0" / "summary.json").is_file()
