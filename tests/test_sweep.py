@@ -1,0 +1,201 @@
+"""Whole sweeps through the ``lab`` command: Optuna, one process per trial, W&B offline, analysis."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from tests.conftest import TINY_RECIPE, lab, write_project
+
+GRID = {"grid": {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]}}
+POINTS = 4
+POSTGRES = os.environ.get("LAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def journal_study(root: Path, name: str = "tiny") -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(root / "runs" / name / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def completed_points(study: optuna.Study) -> Counter:
+    return Counter(
+        json.dumps(t.user_attrs["grid"], sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,))
+    )
+
+
+def summaries(runs: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
+    root = write_project(tmp_path, GRID)
+    result = lab("sweep", "tiny", "--workers", "2", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "4 points queued, 2 workers" in result.stdout
+    assert "[tiny] 4/4 done, 0 running, 0 failed, 0 remaining" in result.stdout
+    assert "next: lab analyze tiny" in result.stdout
+
+    study = journal_study(root)
+    assert completed_points(study) == Counter({k: 1 for k in completed_points(study)}) and len(completed_points(study)) == POINTS
+    runs = root / "runs" / "tiny"
+    done = summaries(runs)
+    assert sorted(done) == ["plain-8-s0", "plain-8-s1", "resnet-8-s0", "resnet-8-s1"]
+    for name in done:  # each trial is its own W&B run, grouped by study, named like the paper
+        (wandb_file,) = (runs / name / "wandb").glob("offline-run-*/run-*.wandb")
+        assert name in wandb_file.read_bytes().decode("latin1") and b"tiny" in wandb_file.read_bytes()
+    best = study.best_trial
+    assert best.value == json.loads((runs / best.user_attrs["run"] / "summary.json").read_text())["val_err"]
+
+    again = lab("sweep", "tiny", "--workers", "2", cwd=root)
+    assert again.returncode == 0, again.stderr
+    assert "0 points queued" in again.stdout and "started" not in again.stdout
+    assert summaries(runs) == done and len(journal_study(root).trials) == POINTS
+
+    out = root / "report"
+    analyzed = lab("analyze", "tiny", "--out", str(out), cwd=root)
+    assert analyzed.returncode == 0, analyzed.stderr
+    table = pd.read_csv(out / "summary.csv")
+    required = ["run", "arch", "depth", "shortcut", "seed", "params", "train_err", "val_err", "test_err", "steps", "wall_s"]
+    assert list(table.columns[: len(required)]) == required
+    assert len(table) == POINTS and set(table["steps"]) == {10} and table["test_err"].between(0, 100).all()
+    means = pd.read_csv(out / "means.csv")
+    assert set(zip(means["arch"], means["seeds"])) == {("plain", 2), ("resnet", 2)}
+    for stem in ("degradation", "error_vs_depth"):
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+        assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_killed_sweep_is_recovered_and_finished_points_are_kept(tmp_path):
+    recipe = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 150, "milestones": [100]}}
+    root = write_project(tmp_path, GRID, recipe)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "sweep", "tiny", "--workers", "1"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = root / "runs" / "tiny"
+    deadline = time.time() + 300
+    while not summaries(runs) or len(list((runs / "logs").glob("*.log"))) < 2:  # one done, the next one started
+        assert time.time() < deadline and proc.poll() is None, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGKILL)  # the whole worker dies mid-trial, without cleaning up
+    proc.wait()
+    finished = summaries(runs)
+    assert len(finished) == 1
+    stuck = [t for t in journal_study(root).trials if t.state == TrialState.RUNNING]
+    assert len(stuck) == 1
+
+    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    assert result.returncode == 0, result.stderr
+    study = journal_study(root)
+    lost = study.trials[stuck[0].number]
+    assert lost.state == TrialState.FAIL and "lost" in lost.user_attrs["failure"]
+    assert sorted(completed_points(study).values()) == [1] * POINTS
+    after = summaries(runs)
+    assert len(after) == POINTS and all(after[name] == stamp for name, stamp in finished.items())
+    assert "[tiny] 4/4 done" in result.stdout
+
+
+@pytest.mark.slow
+def test_points_enqueued_twice_still_run_once(tmp_path):
+    """Two machines starting one study at once both enqueue the grid; every point must still run once."""
+    root = write_project(tmp_path, GRID)
+    (root / "runs" / "tiny").mkdir(parents=True)
+    storage = JournalStorage(JournalFileBackend(str(root / "runs" / "tiny" / "optuna.journal")))
+    study = optuna.create_study(study_name="tiny", storage=storage)
+    points = [{"model.arch": a, "train.seed": s} for s in (0, 1) for a in ("plain", "resnet")]
+    for point in points + points[::-1]:
+        study.enqueue_trial({}, user_attrs={"grid": point})
+    result = lab("sweep", "tiny", "--workers", "2", cwd=root)
+    assert result.returncode == 0, result.stderr
+    study = journal_study(root)
+    assert sorted(completed_points(study).values()) == [1] * POINTS
+    assert sum(t.state == TrialState.PRUNED for t in study.trials) == POINTS
+    assert sum("worker" in t.user_attrs for t in study.trials) == POINTS  # trainings started
+
+
+@pytest.mark.slow
+def test_two_machines_share_one_postgres_study(tmp_path):
+    """Two coordinators (as on two machines, each with its own runs folder) on one PostgreSQL study."""
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    try:
+        storage = optuna.storages.RDBStorage(POSTGRES)
+    except Exception as e:
+        pytest.fail(f"PostgreSQL at {POSTGRES} is needed for the distributed sweep test: {e}")
+    root = write_project(tmp_path, {**GRID, "grid": {**GRID["grid"], "train.seed": [0, 1, 2]}}, name=name)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "lab", "sweep", name, "--storage", POSTGRES, "--workers", "1",
+                          "--runs-dir", f"machine{i}"], cwd=root, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert sorted(completed_points(study).values()) == [1] * 6
+        assert sum("worker" in t.user_attrs for t in study.trials) == 6  # no point was trained twice
+        per_machine = [len(summaries(root / f"machine{i}" / name)) for i in range(2)]
+        assert sum(per_machine) == 6 and min(per_machine) >= 1, per_machine  # both machines did work
+    finally:
+        optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.mark.slow
+def test_tpe_search_samples_hyperparameters(tmp_path):
+    sweep = {"search": {"optim.lr": {"low": 0.01, "high": 0.3, "log": True}}, "n_trials": 2}
+    root = write_project(tmp_path, sweep)
+    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    assert result.returncode == 0, result.stderr
+    trials = journal_study(root).get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for t in trials:
+        summary = json.loads((root / "runs" / "tiny" / t.user_attrs["run"] / "summary.json").read_text())
+        assert t.user_attrs["run"] == f"resnet-8-s0-t{t.number}"
+        assert summary["config"]["optim"]["lr"] == t.params["optim.lr"] and 0.01 <= t.params["optim.lr"] <= 0.3
+
+
+@pytest.mark.parametrize(
+    "sweep_text,message",
+    [
+        ("recipe: tiny\ngrid: {model.depth: [8, 9]\n", "tiny.yaml: not valid YAML"),
+        ("recipe: tiny\ngrids: {model.depth: [8]}\n", "grids: unknown key"),
+        ("recipe: tiny\ngrid: {model.depth: [8, 9]}\n", "model.depth: depth 9 is not 6n+2"),
+        ("recipe: tiny\ngrid: {model.width: [8]}\n", "model.width: unknown key"),
+        ("recipe: tiny\ngrid: {model.depth: 8}\n", "grid.model.depth: expected list, got int 8"),
+        ("recipe: tiny\n", "nothing varies"),
+        ("recipe: nope\ngrid: {model.depth: [8]}\n", "nope.yaml: no such file"),
+        ("recipe: tiny\nmetric: accuracy\ngrid: {model.depth: [8]}\n", "metric: 'accuracy' is not one of"),
+        ("recipe: tiny\nsearch: {optim.lr: {low: 0.1}}\nn_trials: 2\n", "search.optim.lr: expected {low"),
+    ],
+)
+def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, sweep_text, message):
+    root = write_project(tmp_path, GRID)
+    (root / "sweeps" / "tiny.yaml").write_text(sweep_text)
+    result = lab("sweep", "tiny", cwd=root)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (root / "runs").exists()
+
+
+def test_unknown_sweep_and_bad_storage_are_one_line_errors(tmp_path):
+    root = write_project(tmp_path, GRID)
+    unknown = lab("sweep", "nosuch", cwd=root)
+    assert unknown.returncode == 2 and "no sweeps/nosuch.yaml (known: " in unknown.stderr
+    bad = lab("sweep", "tiny", "--storage", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--storage: cannot open" in bad.stderr
+    none = lab("analyze", "tiny", cwd=root)
+    assert none.returncode == 2 and "no finished runs under runs/tiny" in none.stderr
