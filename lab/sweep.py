@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,8 @@ class Sweep:
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
         self.storage = self.study._storage
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid:token; the token tells this coordinator from an earlier one that had the same pid
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = threading.RLock()
         self.processes: dict[int, tuple[Any, Any]] = {}  # trial number -> (process, trial)
         self.failed = 0
@@ -232,11 +234,11 @@ class Sweep:
             if worker == self.worker_id:
                 continue
             heartbeat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp())
-            w_host, _, w_pid = (worker or "").rpartition(":")
+            w_host, w_pid, _ = (worker or "::").split(":")
             if worker is None:  # popped by ask() but never claimed: its coordinator died in between
                 lost = now - heartbeat > 60
             else:
-                lost = w_host == host and not _pid_alive(int(w_pid))
+                lost = w_host == host and (int(w_pid) == os.getpid() or not _pid_alive(int(w_pid)))
             if lost or now - heartbeat > STALE_AFTER_S:
                 self.storage.set_trial_user_attr(t._trial_id, "failure", f"worker {worker} lost")
                 try:
@@ -256,6 +258,9 @@ class Sweep:
             if "grid" in t.user_attrs
         }
         missing = [p for p in self.spec.grid_points() if _grid_key(p) not in active]
+        # Deepest first: a trial's cost grows with depth, and parallel workers finish together
+        # when the short trials come last (longest-processing-time-first scheduling).
+        missing.sort(key=lambda p: -p.get("model.depth", 0))
         for point in missing:
             self.study.enqueue_trial({}, user_attrs={"grid": point})
         return len(missing)
