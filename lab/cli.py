@@ -52,9 +52,10 @@ def _default_workers() -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lab.config import load_config
+
+    config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
     from lab.train import run_dir_for, train
 
-    config = load_config(args.config, _overrides(args.overrides))
     summary = train(config)
     print(
         f"{summary['run']}: train_err {summary['train_err']:.2f}%, val_err {summary['val_err']:.2f}%, "

@@ -240,8 +240,8 @@ class Sweep:
             else:
                 lost = w_host == host and (int(w_pid) == os.getpid() or not _pid_alive(int(w_pid)))
             if lost or now - heartbeat > STALE_AFTER_S:
-                self.storage.set_trial_user_attr(t._trial_id, "failure", f"worker {worker} lost")
                 try:
+                    self.storage.set_trial_user_attr(t._trial_id, "failure", f"worker {worker} lost")
                     self.study.tell(t.number, state=TrialState.FAIL)
                 except Exception:  # another coordinator failed it first
                     continue

@@ -111,6 +111,8 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     wall_s = time.perf_counter() - start
+    if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
+        raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
     trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
 
     last = {k: v for row in record.rows for k, v in row.items() if k in FINAL_METRICS}
