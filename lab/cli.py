@@ -85,6 +85,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
         + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
     )
+    if any(sweep.study_dir.glob("*/wandb/offline-run-*")):
+        print(f"[{name}] W&B runs were written offline; upload them with: wandb sync {sweep.study_dir}/*/wandb/offline-run-*")
     if counts["failed"]:
         print(f"[{name}] run the same command again to retry the failed trials", file=sys.stderr)
         return 1

@@ -109,10 +109,15 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     )
     device = trainer.strategy.root_device
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
+            raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
+    except BaseException:
+        if wandb_logger is not None:
+            wandb_logger.experiment.finish(exit_code=1)
+        raise
     wall_s = time.perf_counter() - start
-    if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
-        raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
     trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
 
     last = {k: v for row in record.rows for k, v in row.items() if k in FINAL_METRICS}
@@ -134,8 +139,8 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
         "hardware": hardware(device),
         "config": config.to_dict(),
     }
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)  # the result is safe before W&B is told about it
     if wandb_logger is not None:
         wandb_logger.experiment.summary.update({k: summary[k] for k in (*last, "best_val_err", "params", "wall_s")})
         wandb_logger.experiment.finish()
-    write_json_atomic(run_dir / SUMMARY_FILE, summary)
     return summary
