@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from lab.config import ConfigError
-from lab.tracking import METRICS_FILE, SUMMARY_FILE
+from lab.records import METRICS_FILE, SUMMARY_FILE
 
 COLUMNS = [
     "run", "arch", "depth", "shortcut", "seed", "params", "train_err", "val_err", "test_err",

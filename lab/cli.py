@@ -54,7 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.config import load_config
 
     config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
-    from lab.train import run_dir_for, train
+    from lab.records import run_dir_for
+    from lab.train import train
 
     summary = train(config)
     print(

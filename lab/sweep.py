@@ -339,8 +339,7 @@ class Sweep:
 
     def _run(self, claim: Claim) -> dict[str, Any] | None:
         """Train in a child process; heartbeat meanwhile; the summary, or None if the run failed."""
-        from lab.train import run_dir_for
-        from lab.tracking import SUMMARY_FILE, read_json
+        from lab.records import SUMMARY_FILE, read_json, run_dir_for
 
         log = self.log_dir / f"{claim.run_name}.log"
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid())

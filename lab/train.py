@@ -1,42 +1,22 @@
-"""``train(config)``: one run, a pure function of its config, leaving a complete run record.
-
-The run folder ``runs_dir/study/run-name/`` holds ``config.yaml`` (resolved), ``metrics.jsonl``
-(every evaluation), ``last.ckpt`` and, written last and atomically, ``summary.json``: a run is
-finished exactly when its summary exists.
-"""
+"""``train(config)``: one run, a pure function of its config, leaving a complete run record (``lab.records``)."""
 from __future__ import annotations
 
 import logging
 import shutil
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 import yaml
 
 from lab import nets
 from lab.config import Config, ConfigError
 from lab.module import Classifier, TensorDataModule
-from lab.tracking import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    SUMMARY_FILE,
-    RecordLogger,
-    code_version,
-    hardware,
-    make_wandb_logger,
-    read_json,
-    write_json_atomic,
-)
+from lab.records import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, finished_summary, run_dir_for, write_json_atomic
+from lab.tracking import RecordLogger, code_version, hardware, make_wandb_logger
 
 FINAL_METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")
-
-
-def run_dir_for(config: Config, name: str | None = None) -> Path:
-    return Path(config.track.runs_dir) / config.track.study / (name or config.run_name)
 
 
 def _accelerator(device: str) -> tuple[str, Any]:
@@ -47,15 +27,6 @@ def _accelerator(device: str) -> tuple[str, Any]:
         raise ConfigError(f"train.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
     accelerator = "gpu" if kind == "cuda" else kind
     return accelerator, [int(index)] if index else 1
-
-
-def finished_summary(run_dir: Path, config: Config) -> dict[str, Any] | None:
-    """The summary of a finished run of exactly this config in ``run_dir``, if there is one."""
-    path = run_dir / SUMMARY_FILE
-    if not path.is_file():
-        return None
-    summary = read_json(path)
-    return summary if summary.get("config") == config.to_dict() else None
 
 
 def _quiet_lightning() -> None:

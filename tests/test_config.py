@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from lab.config import ConfigError, load_config, make_config
 from lab.module import LrSchedule

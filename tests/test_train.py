@@ -5,7 +5,8 @@ import yaml
 
 from lab.config import make_config
 from lab.tracking import wandb_mode
-from lab.train import run_dir_for, train
+from lab.records import run_dir_for
+from lab.train import train
 from tests.conftest import TINY_RECIPE, lab
 
 
