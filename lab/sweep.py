@@ -209,6 +209,7 @@ class Sweep:
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
         self.storage = self.study._storage
+        self._check_same_base()
         # host:pid:token; the token tells this coordinator from an earlier one that had the same pid
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = threading.RLock()
@@ -220,6 +221,26 @@ class Sweep:
         self.mp = multiprocessing.get_context("forkserver")
         # torch, Lightning, W&B and scikit-learn imported once (about 13 s on 2 cores), not per trial
         self.mp.set_forkserver_preload(["lab.train", "wandb", "sklearn.datasets"])
+
+    def _check_same_base(self) -> None:
+        """Refuse to mix configs in one study: what does not vary must match what the study started with."""
+        base = make_config(self.recipe, self.overrides).to_dict()
+        del base["track"]  # where records go and how W&B mirrors them may differ between machines
+        for key in (*self.spec.grid, *self.spec.search):
+            section, _, name = key.partition(".")
+            base[section].pop(name, None)
+        stored = self.study.user_attrs.get("base_config")
+        if stored is None:
+            self.study.set_user_attr("base_config", base)
+        elif stored != base:
+            changed = sorted(
+                f"{section}.{k}" for section in base for k in base[section]
+                if stored.get(section, {}).get(k) != base[section][k]
+            )
+            raise ConfigError(
+                f"study {self.name!r} was started with other settings ({', '.join(changed) or 'fields'} differ); "
+                f"put them back, or give the changed sweep a new name so the studies stay apart"
+            )
 
     # --- the study's state -------------------------------------------------------------
 

@@ -199,3 +199,20 @@ def test_unknown_sweep_and_bad_storage_are_one_line_errors(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--storage: cannot open" in bad.stderr
     none = lab("analyze", "tiny", cwd=root)
     assert none.returncode == 2 and "no finished runs under runs/tiny" in none.stderr
+
+
+def test_a_study_refuses_a_changed_recipe(tmp_path, monkeypatch):
+    from lab.config import ConfigError
+    from lab.sweep import Sweep, load_sweep
+
+    root = write_project(tmp_path, GRID)
+    monkeypatch.chdir(root)
+    name, spec, recipe = load_sweep("tiny")
+    Sweep(name, spec, recipe)  # the study starts, remembering what does not vary
+    Sweep(name, spec, recipe, overrides={"track.wandb": "disabled"})  # tracking may differ
+    changed = {**recipe, "optim": {**recipe["optim"], "lr": 0.05}}
+    with pytest.raises(ConfigError, match=r"'tiny' was started with other settings \(optim.lr differ\)"):
+        Sweep(name, spec, changed)
+    more_seeds = load_sweep("tiny")[1]
+    more_seeds.grid["train.seed"] = [0, 1, 2]  # growing the grid is fine
+    Sweep(name, more_seeds, recipe)
