@@ -66,7 +66,7 @@ def error_vs_depth(runs: pd.DataFrame, provenance: str) -> plt.Figure:
         ax.set_xticks(sorted(runs["depth"].unique()))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(title="mean over seeds, bars: min to max", fontsize=8, title_fontsize=8)
     _footer(fig, provenance)
     return fig
 

@@ -16,9 +16,10 @@ def provenance(study: str, runs: pd.DataFrame) -> str:
     seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     codes = ", ".join(sorted(set(runs["code_version"].astype(str))))
     devices = ", ".join(sorted(set(runs["device_name"].astype(str))))
+    torches = ", ".join(sorted(set(runs["torch"].astype(str))))
     return (
         f"{study}: {len(runs)} runs on {runs['dataset'].iloc[0]}, {seed_text} seeds per net, "
-        f"{int(runs['steps'].max())} iterations; {devices}; code {codes}"
+        f"{int(runs['steps'].max())} iterations; {devices}; torch {torches}; code {codes}"
     )
 
 

@@ -11,7 +11,7 @@ from lab.records import METRICS_FILE, SUMMARY_FILE
 
 COLUMNS = [
     "run", "arch", "depth", "shortcut", "seed", "params", "train_err", "val_err", "test_err",
-    "steps", "wall_s", "best_val_err", "dataset", "images_per_s", "code_version", "device_name",
+    "steps", "wall_s", "best_val_err", "dataset", "images_per_s", "code_version", "device_name", "torch",
 ]
 
 
@@ -27,6 +27,7 @@ def load_runs(runs_dir: Path, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     for path in summaries:
         summary = json.loads(path.read_text())
         summary["device_name"] = summary.get("hardware", {}).get("device_name")
+        summary["torch"] = summary.get("hardware", {}).get("torch")
         rows.append({k: summary.get(k) for k in COLUMNS})
         with open(path.parent / METRICS_FILE) as f:
             history.extend({"run": summary["run"], **json.loads(line)} for line in f if line.strip())

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
                    "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
     s.add_argument("--workers", type=int, default=None,
-                   help="parallel trial processes here (default: the CPU cores without a GPU, 1 with one)")
+                   help="parallel trial processes here (default: one per CPU core up to 8 without a GPU, 1 with one)")
     s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
@@ -44,10 +44,13 @@ def _overrides(items: list[str]) -> dict:
     return dict(parse_override(item) for item in items)
 
 
+MAX_DEFAULT_WORKERS = 8  # every trial process holds a torch runtime of its own; more is a choice, not a default
+
+
 def _default_workers() -> int:
     import torch
 
-    return 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
+    return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
