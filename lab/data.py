@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -135,11 +136,34 @@ def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -
     return x
 
 
-class Batches:
-    """Batches of a split already on the device, normalised; shuffled and augmented for training.
+def _seed(seed: int, stream: int, index: int) -> int:
+    """A seed for draw ``index`` of ``stream`` (0: permutations, 1: augmentation) of a run seeded ``seed``."""
+    return (seed * 1_000_003 + stream * 998_244_353 + index) % (2**63)
 
-    ``len()`` is the number of batches per pass; training drops the last partial batch so
-    that every iteration sees ``batch_size`` images, as the paper's iteration counts assume.
+
+class EvalBatches:
+    """Every image of a split once, in order, normalised; no augmentation."""
+
+    def __init__(self, split: Split, mean: torch.Tensor, std: torch.Tensor, batch_size: int) -> None:
+        self.split, self.batch_size = split, batch_size
+        self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.split) // self.batch_size)
+
+    def __iter__(self):
+        for i in range(0, len(self.split), self.batch_size):
+            x = self.split.x[i : i + self.batch_size]
+            yield (x.float() - self.mean) / self.std, self.split.y[i : i + self.batch_size]
+
+
+class TrainStream:
+    """An endless stream of shuffled, augmented, normalised training batches; batch ``i`` depends only on ``(seed, i)``.
+
+    Each pass over the training images is a permutation drawn from the seed and the pass number and
+    drops its last partial batch, so that every iteration sees ``batch_size`` images as the paper's
+    iteration counts assume; batch ``i``'s augmentation is drawn from the seed and ``i``. A run resumed
+    at iteration ``k`` (``start() == k``) therefore sees exactly the batches it would have seen.
     """
 
     def __init__(
@@ -148,33 +172,32 @@ class Batches:
         mean: torch.Tensor,
         std: torch.Tensor,
         batch_size: int,
-        generator: torch.Generator | None = None,
+        seed: int,
         pad: int = 0,
         flip: bool = False,
+        start: Callable[[], int] = lambda: 0,
     ) -> None:
-        self.split, self.batch_size, self.generator = split, batch_size, generator
-        self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
-        self.pad, self.flip = pad, flip
-        if generator is not None and len(split) < batch_size:
+        if len(split) < batch_size:
             raise ConfigError(f"optim.batch_size: {batch_size} is larger than the {len(split)} training images")
+        self.split, self.batch_size, self.seed, self.pad, self.flip, self.start = split, batch_size, seed, pad, flip, start
+        self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        self.per_pass = len(split) // batch_size
+        self.generator = torch.Generator(device=split.y.device)
+        self._pass, self._order = -1, None
 
-    @property
-    def training(self) -> bool:
-        return self.generator is not None
-
-    def __len__(self) -> int:
-        n = len(self.split)
-        return n // self.batch_size if self.training else -(-n // self.batch_size)
+    def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n_pass, k = divmod(i, self.per_pass)
+        if n_pass != self._pass:
+            self.generator.manual_seed(_seed(self.seed, 0, n_pass))
+            self._order = torch.randperm(len(self.split), device=self.split.y.device, generator=self.generator)
+            self._pass = n_pass
+        idx = self._order[k * self.batch_size : (k + 1) * self.batch_size]
+        self.generator.manual_seed(_seed(self.seed, 1, i))
+        x = augment(self.split.x[idx], self.pad, self.flip, self.generator)
+        return (x.float() - self.mean) / self.std, self.split.y[idx]
 
     def __iter__(self):
-        n = len(self.split)
-        if self.training:
-            order = torch.randperm(n, device=self.split.y.device, generator=self.generator)
-        else:
-            order = torch.arange(n, device=self.split.y.device)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.split.x[idx]
-            if self.training:
-                x = augment(x, self.pad, self.flip, self.generator)
-            yield (x.float() - self.mean) / self.std, self.split.y[idx]
+        i = self.start()  # read when the first batch is asked for: after a checkpoint is restored
+        while True:
+            yield self.batch(i)
+            i += 1

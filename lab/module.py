@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.config import DataConfig, OptimConfig
-from lab.data import Batches, Dataset, load_dataset
+from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
 
 EVAL_BATCH = 1000
 EVAL_SETS = ("val", "test")  # validation dataloader index -> metric prefix
@@ -19,13 +19,14 @@ class LrSchedule:
     """Multiplier of ``optim.lr`` at an iteration: an optional warm-up, then step decays at milestones."""
 
     def __init__(self, optim: OptimConfig) -> None:
-        self.optim = optim
+        # Plain numbers only: LambdaLR puts this object's fields into checkpoints.
+        self.warmup_steps, self.gamma, self.milestones = optim.warmup_steps, optim.gamma, list(optim.milestones)
+        self.warmup_factor = (optim.warmup_lr or optim.lr) / optim.lr
 
     def __call__(self, step: int) -> float:
-        o = self.optim
-        if step < o.warmup_steps:
-            return o.warmup_lr / o.lr
-        return o.gamma ** sum(step >= m for m in o.milestones)
+        if step < self.warmup_steps:
+            return self.warmup_factor
+        return self.gamma ** sum(step >= m for m in self.milestones)
 
 
 class Classifier(pl.LightningModule):
@@ -78,13 +79,12 @@ class Classifier(pl.LightningModule):
 
 
 class TensorDataModule(pl.LightningDataModule):
-    """Loads the dataset straight onto the training device; one seeded generator drives shuffling and augmentation."""
+    """Loads the dataset straight onto the training device; training batches are a pure function of seed and iteration."""
 
     def __init__(self, cfg: DataConfig, batch_size: int, seed: int) -> None:
         super().__init__()
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.data: Dataset | None = None
-        self.generator: torch.Generator | None = None
 
     def prepare(self) -> Dataset:
         """Load on the CPU (before the trainer exists) so that shapes are known to build the net."""
@@ -93,21 +93,14 @@ class TensorDataModule(pl.LightningDataModule):
         return self.data
 
     def setup(self, stage: str) -> None:
-        device = self.trainer.strategy.root_device
-        self.data = self.prepare().to(device)
-        if self.generator is None or self.generator.device != device:
-            self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.data = self.prepare().to(self.trainer.strategy.root_device)
 
-    def train_dataloader(self) -> Batches:
-        d = self.data
-        return Batches(d.train, d.mean, d.std, self.batch_size, self.generator, self.cfg.crop_pad, self.cfg.flip)
+    def train_dataloader(self) -> TrainStream:
+        d, trainer = self.data, self.trainer
+        return TrainStream(
+            d.train, d.mean, d.std, self.batch_size, self.seed, self.cfg.crop_pad, self.cfg.flip,
+            start=lambda: trainer.global_step,  # a resumed run continues the stream where it stopped
+        )
 
-    def val_dataloader(self) -> list[Batches]:
-        return [Batches(s, self.data.mean, self.data.std, EVAL_BATCH) for s in (self.data.val, self.data.test)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()} if self.generator is not None else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "generator" in state and self.generator is not None:
-            self.generator.set_state(state["generator"])
+    def val_dataloader(self) -> list[EvalBatches]:
+        return [EvalBatches(s, self.data.mean, self.data.std, EVAL_BATCH) for s in (self.data.val, self.data.test)]

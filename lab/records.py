@@ -1,7 +1,7 @@
 """The run record on disk: where a run's files live and how they are written. No Lightning, no W&B.
 
 ``runs_dir/study/run-name/`` holds ``config.yaml`` (resolved), ``metrics.jsonl`` (every evaluation),
-``last.ckpt`` and, written last and atomically, ``summary.json``: a run is finished exactly when its
+``last.ckpt`` (after every evaluation, then at the end) and, written last and atomically, ``summary.json``: a run is finished exactly when its
 summary exists.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from lab.config import Config
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "summary.json", "last.ckpt"
+WANDB_ID_FILE = "wandb-id"  # a resumed run continues the same W&B run
 
 
 def run_dir_for(config: Config, name: str | None = None) -> Path:

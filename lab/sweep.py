@@ -360,7 +360,7 @@ class Sweep:
 
     def _run(self, claim: Claim) -> dict[str, Any] | None:
         """Train in a child process; heartbeat meanwhile; the summary, or None if the run failed."""
-        from lab.records import SUMMARY_FILE, read_json, run_dir_for
+        from lab.records import finished_summary, run_dir_for
 
         log = self.log_dir / f"{claim.run_name}.log"
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid())
@@ -375,10 +375,14 @@ class Sweep:
                     claim.trial.set_user_attr("heartbeat", time.time())
                 last_beat = time.time()
         self.processes.pop(claim.trial.number, None)
-        summary_path = run_dir_for(claim.config, claim.run_name) / SUMMARY_FILE
-        if proc.exitcode != 0 or not summary_path.is_file():
-            return None
-        return read_json(summary_path)
+        # The summary, written last and atomically, is what makes a run finished: a process that
+        # dies while shutting down after writing it (W&B's service, say) has still finished its run.
+        summary = finished_summary(run_dir_for(claim.config, claim.run_name), claim.config)
+        if proc.exitcode != 0:
+            with open(log, "a") as f:
+                f.write(f"\n[lab sweep] trial process ended with exit code {proc.exitcode}"
+                        f"{' after writing its summary' if summary else ''}\n")
+        return summary
 
     def _finish(self, claim: Claim, summary: dict[str, Any] | None) -> None:
         from optuna.trial import TrialState

@@ -25,10 +25,16 @@ WANDB_INIT_TIMEOUT_S = 30
 class RecordLogger(Logger):
     """Appends every logged row to ``metrics.jsonl`` in the run folder, flushed at once."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, resume_at: int | None = None) -> None:
+        """``resume_at``: keep the rows of an earlier attempt up to this iteration (its checkpoint's) and go on."""
         super().__init__()
         self.run_dir = Path(run_dir)
         self.rows: list[dict[str, float]] = []
+        path = self.run_dir / METRICS_FILE
+        if resume_at is not None and path.is_file():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            self.rows = [r for r in rows if r.get("iteration", 0) <= resume_at]
+            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
     @property
     def name(self) -> str:
@@ -113,8 +119,10 @@ def wandb_mode(setting: str) -> str:
     return "online" if wandb_api_key_configured() else "offline"
 
 
-def make_wandb_logger(config: Config, run_dir: Path, run_name: str) -> WandbLogger | None:
+def make_wandb_logger(config: Config, run_dir: Path, run_name: str, run_id: str | None = None) -> WandbLogger | None:
     """A W&B run named like the paper, grouped by study, tagged, with the whole config; ``None`` when disabled.
+
+    ``run_id`` continues an earlier attempt's W&B run (W&B's resume) when a run resumes from its checkpoint.
 
     An online run that cannot reach the server within ``WANDB_INIT_TIMEOUT_S`` falls back to offline,
     so training never waits on the network; offline runs are synced later with ``wandb sync``.
@@ -129,6 +137,7 @@ def make_wandb_logger(config: Config, run_dir: Path, run_name: str) -> WandbLogg
     for attempt in (mode, "offline") if mode == "online" else (mode,):
         logger = WandbLogger(
             name=run_name,
+            id=run_id,
             save_dir=str(run_dir),
             project=config.track.project,
             entity=config.track.entity,

@@ -2,18 +2,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import uuid
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 import yaml
 
 from lab import nets
 from lab.config import Config, ConfigError
 from lab.module import Classifier, TensorDataModule
-from lab.records import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE, finished_summary, run_dir_for, write_json_atomic
+from lab.records import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    WANDB_ID_FILE,
+    finished_summary,
+    run_dir_for,
+    write_json_atomic,
+)
 from lab.tracking import RecordLogger, code_version, hardware, make_wandb_logger
 
 FINAL_METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")
@@ -29,6 +41,10 @@ def _accelerator(device: str) -> tuple[str, Any]:
     return accelerator, [int(index)] if index else 1
 
 
+def _new_wandb_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def _quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -36,17 +52,61 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*(LeafSpec|treespec).*")
 
 
+class RecordCheckpoint(pl.Callback):
+    """Saves ``last.ckpt`` after every evaluation (write, then rename), and counts training time across attempts.
+
+    The checkpoint holds model, optimizer, scheduler and loop state; training batches are a function of
+    seed and iteration (``TrainStream``), so a run resumed from it continues as if never stopped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.before_s, self.start = path, 0.0, time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        return self.before_s + time.perf_counter() - self.start
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step < trainer.max_steps:  # the final state is saved by train() itself
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, self.path)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"elapsed_s": self.elapsed_s()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before_s = state["elapsed_s"]
+
+
+def _resume_point(run_dir: Path, config: Config) -> int | None:
+    """The iteration of an unfinished attempt of exactly this config to resume from, if there is one."""
+    ckpt, saved = run_dir / CHECKPOINT_FILE, run_dir / CONFIG_FILE
+    if not (ckpt.is_file() and saved.is_file()) or yaml.safe_load(saved.read_text()) != config.to_dict():
+        return None
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+
+
 def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
-    """Train one run and return its summary; a finished run of the same config is returned as it is."""
+    """Train one run and return its summary.
+
+    A finished run of the same config is returned as it is; an unfinished one (a killed worker)
+    resumes from its last checkpoint; anything else in the run folder is replaced.
+    """
     name = run_name or config.run_name
     run_dir = run_dir_for(config, name)
     done = finished_summary(run_dir, config)
     if done is not None:
         return done
-    if run_dir.exists():  # an unfinished or different run: start it again from nothing
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    resume_at = _resume_point(run_dir, config)
+    if resume_at is None:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        (run_dir / WANDB_ID_FILE).write_text(_new_wandb_id())
 
     _quiet_lightning()
     pl.seed_everything(config.train.seed, workers=False, verbose=False)
@@ -56,12 +116,13 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes))
     module = Classifier(net, config.optim)
 
-    record = RecordLogger(run_dir)
+    record = RecordLogger(run_dir, resume_at)
     loggers: list[Any] = [record]
-    wandb_logger = make_wandb_logger(config, run_dir, name)
+    wandb_logger = make_wandb_logger(config, run_dir, name, (run_dir / WANDB_ID_FILE).read_text().strip())
     if wandb_logger is not None:
         loggers.append(wandb_logger)
 
+    checkpoint = RecordCheckpoint(run_dir / CHECKPOINT_FILE)
     accelerator, devices = _accelerator(config.train.device)
     trainer = pl.Trainer(
         accelerator=accelerator,
@@ -72,23 +133,23 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
         check_val_every_n_epoch=None,  # evaluate every eval_every iterations, across epochs
         num_sanity_val_steps=0,
         logger=loggers,
-        enable_checkpointing=False,  # the run record holds the final checkpoint
+        callbacks=[checkpoint],
+        enable_checkpointing=False,  # Lightning's ModelCheckpoint: not needed, RecordCheckpoint keeps last.ckpt
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
         benchmark=True,
     )
     device = trainer.strategy.root_device
-    start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else run_dir / CHECKPOINT_FILE)
         if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
             raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
     except BaseException:
         if wandb_logger is not None:
             wandb_logger.experiment.finish(exit_code=1)
         raise
-    wall_s = time.perf_counter() - start
+    wall_s = checkpoint.elapsed_s()
     trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
 
     last = {k: v for row in record.rows for k, v in row.items() if k in FINAL_METRICS}

@@ -1,8 +1,10 @@
+import itertools
+
 import pytest
 import torch
 
 from lab.config import ConfigError, DataConfig
-from lab.data import Batches, augment, load_dataset
+from lab.data import EvalBatches, TrainStream, augment, load_dataset
 from tests.conftest import write_cifar100
 
 
@@ -64,16 +66,31 @@ def test_flip_mirrors_about_half_the_images():
     assert 150 < sum(mirrored) < 250
 
 
-def test_training_batches_are_full_shuffled_normalised_and_reproducible(cifar10_dir):
+def test_training_stream_is_a_function_of_seed_and_iteration(cifar10_dir):
     d = load_dataset(DataConfig("cifar10", data_dir=str(cifar10_dir), val_size=10, verify_md5=False))
 
-    def first_epoch(seed):
-        return list(Batches(d.train, d.mean, d.std, 32, torch.Generator().manual_seed(seed), pad=4, flip=True))
+    def stream(seed, start=0):
+        return TrainStream(d.train, d.mean, d.std, 32, seed, pad=4, flip=True, start=lambda: start)
 
-    a, b = first_epoch(0), first_epoch(0)
-    assert len(a) == 90 // 32 and all(x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 for x, _ in a)
-    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
-    assert not torch.equal(a[0][1], first_epoch(1)[0][1])
-    evaluation = list(Batches(d.test, d.mean, d.std, 8))
+    first = list(itertools.islice(stream(0), 6))
+    assert all(x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 for x, _ in first)
+    # 90 images, batches of 32: passes of 2 full batches, each pass a permutation of distinct images
+    for p in range(3):
+        labels_seen = torch.cat([y for _, y in first[2 * p : 2 * p + 2]])
+        assert len(labels_seen) == 64
+    resumed = list(itertools.islice(stream(0, start=3), 3))  # a run resumed at iteration 3
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first[3:], resumed))
+    assert not torch.equal(first[0][0], next(iter(stream(1)))[0])
+    evaluation = list(EvalBatches(d.test, d.mean, d.std, 8))
     assert [len(y) for _, y in evaluation] == [8, 8, 4]  # every test image, in order, unaugmented
     assert torch.equal(torch.cat([y for _, y in evaluation]), d.test.y)
+
+
+def test_each_pass_is_a_permutation_of_the_training_images():
+    d = load_dataset(DataConfig("digits"))
+    stream = TrainStream(d.train, d.mean, d.std, 128, seed=0)
+    stream.batch(0)
+    first = stream._order.clone()
+    assert sorted(first.tolist()) == list(range(len(d.train)))
+    stream.batch(len(d.train) // 128)  # the first batch of the second pass
+    assert sorted(stream._order.tolist()) == list(range(len(d.train))) and not torch.equal(stream._order, first)

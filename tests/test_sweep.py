@@ -104,6 +104,9 @@ def test_killed_sweep_is_recovered_and_finished_points_are_kept(tmp_path):
     assert sorted(completed_points(study).values()) == [1] * POINTS
     after = summaries(runs)
     assert len(after) == POINTS and all(after[name] == stamp for name, stamp in finished.items())
+    killed = runs / lost.user_attrs["run"]
+    iterations = [json.loads(line)["iteration"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert iterations == list(range(5, 151, 5))  # resumed from its last checkpoint: no gap, nothing twice
     assert "[tiny] 4/4 done" in result.stdout
 
 

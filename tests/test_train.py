@@ -39,6 +39,36 @@ def test_finished_run_is_not_trained_again_but_a_changed_config_is(tmp_path):
     assert train(changed)["config"]["optim"]["lr"] == 0.05
 
 
+def test_a_killed_run_resumes_from_its_checkpoint_exactly(tmp_path, monkeypatch):
+    from lab.module import Classifier
+
+    recipe = {**TINY_RECIPE, "data": {"name": "digits", "crop_pad": 1, "flip": True},
+              "optim": {**TINY_RECIPE["optim"], "max_steps": 30, "milestones": [25]}}
+    straight = make_config(recipe, {"track.runs_dir": str(tmp_path / "straight"), "track.wandb": "disabled"})
+    broken = make_config(recipe, {"track.runs_dir": str(tmp_path / "broken"), "track.wandb": "disabled"})
+    train(straight)
+    step = Classifier.training_step
+
+    def dies_at_17(self, batch, batch_idx):
+        if self.global_step == 17:
+            raise RuntimeError("worker killed")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(Classifier, "training_step", dies_at_17)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        train(broken)
+    assert not (run_dir_for(broken) / "summary.json").exists()
+    monkeypatch.setattr(Classifier, "training_step", step)
+    resumed = train(broken)  # from the checkpoint of iteration 15
+
+    def rows(cfg):
+        return [json.loads(line) for line in (run_dir_for(cfg) / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["iteration"] for r in rows(broken)] == [5, 10, 15, 20, 25, 30]
+    assert rows(broken) == rows(straight)  # as if never stopped: the same numbers, bit for bit
+    assert resumed["steps"] == 30
+
+
 def test_wandb_is_offline_without_an_api_key_and_online_with_one(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
