@@ -7,6 +7,7 @@ matplotlib.use("Agg")  # figures go to files; no screen needed
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from lab.nets import run_name
 from lab.reference import paper_test_err
 
 ARCH_TITLES = {"plain": "plain", "resnet": "ResNet"}
@@ -15,12 +16,6 @@ ARCH_TITLES = {"plain": "plain", "resnet": "ResNet"}
 def _colours(depths: list[int]) -> dict[int, tuple]:
     cmap = plt.get_cmap("viridis")
     return {d: cmap(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(sorted(depths))}
-
-
-def _label(arch: str, depth: int, shortcut: str) -> str:
-    from lab.nets import run_name
-
-    return run_name(arch, depth, shortcut)
 
 
 def degradation(curves: pd.DataFrame, provenance: str) -> plt.Figure:
@@ -37,7 +32,7 @@ def degradation(curves: pd.DataFrame, provenance: str) -> plt.Figure:
             mean = g.groupby("iteration")[["train_err", "test_err"]].mean()
             c = colours[depth]
             ax.plot(mean.index, mean["train_err"], color=c, lw=1, ls="--")
-            ax.plot(mean.index, mean["test_err"], color=c, lw=2.2, label=_label(arch, depth, shortcut))
+            ax.plot(mean.index, mean["test_err"], color=c, lw=2.2, label=run_name(arch, depth, shortcut))
         ax.set_title(ARCH_TITLES[arch])
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)

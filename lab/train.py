@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import uuid
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,6 @@ def _accelerator(device: str) -> tuple[str, Any]:
     return accelerator, [int(index)] if index else 1
 
 
-def _new_wandb_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
 def _quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -53,7 +49,7 @@ def _quiet_lightning() -> None:
 
 
 class RecordCheckpoint(pl.Callback):
-    """Saves ``last.ckpt`` after every evaluation (write, then rename), and counts training time across attempts.
+    """Saves ``last.ckpt`` after every evaluation and at the end, and counts training time across attempts.
 
     The checkpoint holds model, optimizer, scheduler and loop state; training batches are a function of
     seed and iteration (``TrainStream``), so a run resumed from it continues as if never stopped.
@@ -68,11 +64,15 @@ class RecordCheckpoint(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start = time.perf_counter()
 
+    def save(self, trainer: pl.Trainer) -> None:
+        """Write, then rename: a crash mid-write leaves the previous checkpoint to resume from."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step < trainer.max_steps:  # the final state is saved by train() itself
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            trainer.save_checkpoint(tmp)
-            os.replace(tmp, self.path)
+            self.save(trainer)
 
     def state_dict(self) -> dict[str, float]:
         return {"elapsed_s": self.elapsed_s()}
@@ -106,7 +106,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        (run_dir / WANDB_ID_FILE).write_text(_new_wandb_id())
+        (run_dir / WANDB_ID_FILE).write_text(uuid.uuid4().hex[:12])
 
     _quiet_lightning()
     pl.seed_everything(config.train.seed, workers=False, verbose=False)
@@ -150,7 +150,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
             wandb_logger.experiment.finish(exit_code=1)
         raise
     wall_s = checkpoint.elapsed_s()
-    trainer.save_checkpoint(run_dir / CHECKPOINT_FILE)
+    checkpoint.save(trainer)
 
     last = {k: v for row in record.rows for k, v in row.items() if k in FINAL_METRICS}
     summary = {
