@@ -36,6 +36,7 @@ class ModelConfig:
     arch: str = "resnet"  # plain | resnet
     depth: int = 20  # weighted layers, 6n+2
     shortcut: str = "A"  # A: zero-pad identity, B: projections where shapes change, C: all projections
+    style: str = "cifar"  # cifar: 6n+2 layers (Section 4.2) | imagenet: 18/34/50/101/152 (Table 1)
 
     def __post_init__(self) -> None:
         _require(self.arch in nets.ARCHS, "model.arch", f"{self.arch!r} is not one of {', '.join(nets.ARCHS)}")
@@ -44,8 +45,9 @@ class ModelConfig:
             "model.shortcut",
             f"{self.shortcut!r} is not one of {', '.join(nets.SHORTCUTS)}",
         )
+        _require(self.style in nets.STYLES, "model.style", f"{self.style!r} is not one of {', '.join(nets.STYLES)}")
         try:
-            nets.check_depth(self.depth)
+            nets.check_depth(self.depth, self.style)
         except ValueError as e:
             raise ConfigError(f"model.depth: {e}") from None
 

@@ -1,10 +1,15 @@
-"""CIFAR-style plain and residual networks of He et al. 2015, Section 4.2.
+"""Plain and residual networks of He et al. 2015, CIFAR-style (Section 4.2) and ImageNet-style (Table 1).
 
-A 3x3 conv, then three stages of ``2n`` 3x3 convs on 16/32/64 filters (the
-first conv of stages 2 and 3 has stride 2), global average pooling and a
-fully connected classifier: ``6n + 2`` weighted layers. ``arch="plain"`` and
-``arch="resnet"`` build the same layers; the residual net adds a shortcut
-around every pair of 3x3 convs.
+CIFAR-style (``style="cifar"``): a 3x3 conv, then three stages of ``2n`` 3x3 convs on 16/32/64
+filters (the first conv of stages 2 and 3 has stride 2), global average pooling and a fully
+connected classifier: ``6n + 2`` weighted layers.
+
+ImageNet-style (``style="imagenet"``): a 7x7/2 conv and a 3x3/2 max pool, then four stages on
+64/128/256/512 filters of basic blocks (two 3x3 convs: depths 18, 34) or bottleneck blocks
+(1x1, 3x3, 1x1 with 4x as many output channels: depths 50, 101, 152), pooling and a classifier.
+
+``arch="plain"`` and ``arch="resnet"`` build the same layers; the residual net adds a shortcut
+around every block, of option A, B or C (Section 3.3).
 
 This module imports only torch: tracking, sweeping and plotting live elsewhere.
 """
@@ -18,7 +23,17 @@ from torch import nn
 
 ARCHS = ("plain", "resnet")
 SHORTCUTS = ("A", "B", "C")
+STYLES = ("cifar", "imagenet")
 WIDTHS = (16, 32, 64)  # filters per stage (He 2015, Section 4.2)
+IMAGENET_WIDTHS = (64, 128, 256, 512)  # filters per stage (He 2015, Table 1), x4 at a bottleneck's output
+# He 2015, Table 1: blocks per stage, and whether they are bottlenecks.
+IMAGENET_LAYOUTS = {
+    18: ((2, 2, 2, 2), False),
+    34: ((3, 4, 6, 3), False),
+    50: ((3, 4, 6, 3), True),
+    101: ((3, 4, 23, 3), True),
+    152: ((3, 8, 36, 3), True),
+}
 
 
 def valid_depths(limit: int = 1202) -> list[int]:
@@ -26,12 +41,20 @@ def valid_depths(limit: int = 1202) -> list[int]:
     return list(range(8, limit + 1, 6))
 
 
-def check_depth(depth: int) -> int:
-    """Return ``n`` for a depth of ``6n + 2``; raise ``ValueError`` otherwise."""
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"depth {depth!r} is not 6n+2 with n >= 1: valid depths are 8, 14, 20, 26, 32, 44, 56, 110, 1202, ..."
-        )
+def check_depth(depth: int, style: str = "cifar") -> int:
+    """Return ``n`` for a CIFAR-style depth of ``6n + 2``, or the depth of an ImageNet-style net; raise ``ValueError`` otherwise."""
+    is_int = isinstance(depth, int) and not isinstance(depth, bool)
+    if style == "imagenet":
+        if not (is_int and depth in IMAGENET_LAYOUTS):
+            raise ValueError(
+                f"depth {depth!r} is not an ImageNet-style net of He 2015 Table 1: valid depths are "
+                f"{', '.join(map(str, IMAGENET_LAYOUTS))} (or use model.style=cifar for 6n+2 nets)"
+            )
+        return depth
+    if not is_int or depth < 8 or (depth - 2) % 6:
+        examples = ", ".join(map(str, valid_depths(62)))
+        hint = " (ImageNet-style nets of that depth: model.style=imagenet)" if depth in IMAGENET_LAYOUTS else ""
+        raise ValueError(f"depth {depth!r} is not 6n+2 with n >= 1: valid depths are {examples}, ..., 110, ..., 1202, ...{hint}")
     return (depth - 2) // 6
 
 
@@ -44,13 +67,16 @@ class NetConfig:
     shortcut: str = "A"
     in_channels: int = 3
     num_classes: int = 10
+    style: str = "cifar"  # cifar: 6n+2 layers for small images | imagenet: Table 1's 18/34/50/101/152
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
         if self.shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut {self.shortcut!r} is not one of {', '.join(SHORTCUTS)}")
-        check_depth(self.depth)
+        if self.style not in STYLES:
+            raise ValueError(f"style {self.style!r} is not one of {', '.join(STYLES)}")
+        check_depth(self.depth, self.style)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -90,6 +116,8 @@ def make_shortcut(shortcut: str, in_planes: int, out_planes: int, stride: int) -
 class BasicBlock(nn.Module):
     """Two 3x3 convs; with a shortcut (``residual=True``) this is Figure 2 of He 2015."""
 
+    expansion = 1
+
     def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, shortcut: str) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_planes, planes, stride)
@@ -109,39 +137,83 @@ class BasicBlock(nn.Module):
         return F.relu(out)
 
 
-class CifarNet(nn.Module):
-    """A plain or residual net of depth ``6n + 2`` for small images of any size and channel count."""
+class Bottleneck(nn.Module):
+    """1x1 (reduce), 3x3, 1x1 (restore, ``expansion`` x the width): Figure 5 (right) of He 2015.
+
+    The stride sits on the first 1x1 conv as in the paper's nets ("downsampling is performed by
+    conv3_1, conv4_1 and conv5_1"), which gives Table 1's FLOPs; torchvision's "V1.5" moves it to the
+    3x3 conv (same parameters, more multiply-adds).
+    """
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, shortcut: str) -> None:
+        super().__init__()
+        out_planes = planes * self.expansion
+        self.conv1 = conv1x1(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, out_planes)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.shortcut = make_shortcut(shortcut, in_planes, out_planes, stride) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+def make_stages(
+    block: type[nn.Module], in_planes: int, widths: tuple[int, ...], blocks: tuple[int, ...], residual: bool, shortcut: str
+) -> tuple[nn.Sequential, int]:
+    """Stages of ``blocks[i]`` blocks of width ``widths[i]``; every stage after the first starts with stride 2."""
+    stages = []
+    for i, (planes, count) in enumerate(zip(widths, blocks)):
+        layers = []
+        for j in range(count):
+            layers.append(block(in_planes, planes, 2 if i > 0 and j == 0 else 1, residual, shortcut))
+            in_planes = planes * block.expansion
+        stages.append(nn.Sequential(*layers))
+    return nn.Sequential(*stages), in_planes
+
+
+def init_weights(net: nn.Module) -> None:
+    # He et al. 2015 ("Delving deep into rectifiers"), as Section 3.4 of the ResNet paper states.
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class Net(nn.Module):
+    """A plain or residual net: CIFAR-style (``6n + 2`` layers, any image size) or ImageNet-style (Table 1)."""
 
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         self.config = config
-        n = check_depth(config.depth)
         residual = config.arch == "resnet"
-        self.conv1 = conv3x3(config.in_channels, WIDTHS[0])
-        self.bn1 = nn.BatchNorm2d(WIDTHS[0])
-        stages, in_planes = [], WIDTHS[0]
-        for i, planes in enumerate(WIDTHS):
-            blocks = []
-            for j in range(n):
-                stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, residual, config.shortcut))
-                in_planes = planes
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(WIDTHS[-1], config.num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # He et al. 2015 ("Delving deep into rectifiers"), as Section 3.4 of the ResNet paper states.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        if config.style == "imagenet":
+            blocks, bottleneck = IMAGENET_LAYOUTS[check_depth(config.depth, "imagenet")]
+            block, widths = (Bottleneck if bottleneck else BasicBlock), IMAGENET_WIDTHS
+            self.conv1 = nn.Conv2d(config.in_channels, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+            self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        else:
+            blocks, block, widths = (check_depth(config.depth),) * 3, BasicBlock, WIDTHS
+            self.conv1 = conv3x3(config.in_channels, widths[0])
+            self.pool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.stages, width = make_stages(block, widths[0], widths, blocks, residual, config.shortcut)
+        self.fc = nn.Linear(width, config.num_classes)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.pool(F.relu(self.bn1(self.conv1(x))))
         x = self.stages(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
@@ -152,12 +224,40 @@ class CifarNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_net(config: NetConfig) -> CifarNet:
-    return CifarNet(config)
+def build_net(config: NetConfig) -> Net:
+    return Net(config)
 
 
 def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def multiply_adds(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Multiply-adds of one forward pass of a ``C x H x W`` image through the convs and fully connected layers.
+
+    Counted the way Table 1 of He 2015 counts "FLOPs" (ResNet-34: 3.6e9 at 224x224): BN, ReLU,
+    pooling and additions are left out.
+    """
+    total = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor], out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += out[0].numel() * per_output
+        else:
+            total += module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *input_shape))
+    finally:
+        net.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total
 
 
 def run_name(arch: str, depth: int, shortcut: str, seed: int | None = None) -> str:

@@ -14,6 +14,17 @@ CIFAR10_RESNET_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 12
 # Figure 6 (left), read off at the end of training, approximate (+-0.3).
 CIFAR10_PLAIN_TEST_ERR = {20: 9.7, 32: 10.1, 44: 11.4, 56: 13.3}
 
+# Table 1 with option-B shortcuts (projections where dimensions increase): parameter counts equal to
+# torchvision's resnet18/34/50/101/152, and multiply-adds per 224x224 image ("FLOPs" in Table 1).
+IMAGENET_PARAMS_B = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+IMAGENET_FLOPS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}
+# ResNet-34 with parameter-free option A (zero-padding) and with projections on every shortcut (C).
+IMAGENET_PARAMS_34 = {"A": 21_623_848, "B": 21_797_672, "C": 22_716_840}
+
+# Table 3 (and Table 2 for 18 layers): ImageNet validation error (%), 10-crop testing.
+IMAGENET_TOP1 = {"plain-18": 27.94, "resnet-18": 27.88, "plain-34": 28.54, "resnet-34": 25.03, "resnet-34-B": 24.52, "resnet-34-C": 24.19}
+IMAGENET_TOP5 = {"plain-34": 10.02, "resnet-34": 7.76, "resnet-34-B": 7.46, "resnet-34-C": 7.40}
+
 # Section 4.2: the CIFAR-10 protocol, in iterations.
 CIFAR10_PROTOCOL = {
     "batch_size": 128,

@@ -113,7 +113,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     datamodule = TensorDataModule(config.data, config.optim.batch_size, config.train.seed)
     data = datamodule.prepare()
     m = config.model
-    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes))
+    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes, m.style))
     module = Classifier(net, config.optim)
 
     record = RecordLogger(run_dir, resume_at)
@@ -159,6 +159,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
         "arch": m.arch,
         "depth": m.depth,
         "shortcut": m.shortcut,
+        "style": m.style,
         "seed": config.train.seed,
         "dataset": config.data.name,
         "params": nets.count_params(net),

@@ -3,7 +3,7 @@ import torch
 
 from lab import nets
 from lab.nets import NetConfig, build_net, count_params
-from lab.reference import CIFAR10_PARAMS
+from lab.reference import CIFAR10_PARAMS, IMAGENET_FLOPS, IMAGENET_PARAMS_34, IMAGENET_PARAMS_B
 
 
 @pytest.mark.parametrize("depth", sorted(CIFAR10_PARAMS))
@@ -61,7 +61,7 @@ def test_residual_block_is_identity_when_its_branch_is_zero():
 
 @pytest.mark.parametrize("depth", [0, 19, 21, 57, "20"])
 def test_invalid_depth_names_the_valid_ones(depth):
-    with pytest.raises(ValueError, match=r"not 6n\+2.*20, 26, 32, 44, 56, 110"):
+    with pytest.raises(ValueError, match=r"not 6n\+2.*20, 26, 32, 38, 44, 50, 56, 62, \.\.\., 110"):
         NetConfig("resnet", depth)
 
 
@@ -69,3 +69,44 @@ def test_run_names_read_like_the_paper():
     assert nets.run_name("plain", 56, "A", 0) == "plain-56-s0"
     assert nets.run_name("resnet", 110, "B") == "resnet-110-B"
     assert nets.run_name("resnet", 110, "A") == "resnet-110"
+
+
+@pytest.mark.parametrize("depth", sorted(IMAGENET_PARAMS_B))
+def test_imagenet_style_parameter_counts_equal_torchvisions_with_option_b(depth):
+    net = build_net(NetConfig("resnet", depth, "B", 3, 1000, style="imagenet"))
+    assert count_params(net) == IMAGENET_PARAMS_B[depth]
+    # plain nets are the residual nets of option A without their (parameter-free) shortcuts
+    plain = build_net(NetConfig("plain", depth, "A", 3, 1000, style="imagenet"))
+    assert count_params(plain) == count_params(build_net(NetConfig("resnet", depth, "A", 3, 1000, style="imagenet")))
+
+
+def test_resnet34_shortcut_options_a_b_c_parameter_counts():
+    for shortcut, expected in IMAGENET_PARAMS_34.items():
+        assert count_params(build_net(NetConfig("resnet", 34, shortcut, 3, 1000, style="imagenet"))) == expected
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_multiply_adds_match_table_1(depth):
+    net = build_net(NetConfig("resnet", depth, "B", 3, 1000, style="imagenet"))
+    assert nets.multiply_adds(net, (3, 224, 224)) == pytest.approx(IMAGENET_FLOPS[depth], rel=0.03)
+
+
+def test_resnet20_multiply_adds_on_32x32():
+    assert nets.multiply_adds(build_net(NetConfig("resnet", 20)), (3, 32, 32)) == pytest.approx(41e6, rel=0.02)
+
+
+def test_imagenet_style_nets_share_the_cifar_blocks():
+    r18 = build_net(NetConfig("resnet", 18, "A", 3, 10, style="imagenet"))
+    r50 = build_net(NetConfig("resnet", 50, "A", 3, 10, style="imagenet"))
+    assert all(type(b) is nets.BasicBlock for stage in r18.stages for b in stage)
+    assert all(type(b) is nets.Bottleneck for stage in r50.stages for b in stage)
+    # option A zero-pads the first bottleneck's 64 -> 256 channels at stride 1
+    assert isinstance(r50.stages[0][0].shortcut, nets.ZeroPadShortcut)
+    assert r18(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
+def test_imagenet_depths_are_checked_for_the_style():
+    with pytest.raises(ValueError, match="ImageNet-style net of He 2015 Table 1: valid depths are 18, 34, 50, 101, 152"):
+        NetConfig("resnet", 20, style="imagenet")
+    with pytest.raises(ValueError, match="model.style=imagenet"):
+        NetConfig("resnet", 34)
