@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="parallel trial processes here (default: one per CPU core up to 8 without a GPU, 1 with one)")
     s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list every trial (run name, parameters, multiply-adds per image) and the total; run nothing")
     s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
 
     a = sub.add_parser("analyze", help="tables and figures of a study's run records")
@@ -78,6 +80,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides["track.runs_dir"] = args.runs_dir
     if args.wandb:
         overrides["track.wandb"] = args.wandb
+    if args.dry_run:
+        from lab.sweep import dry_run
+
+        dry_run(name, spec, recipe, overrides)
+        return 0
     workers = args.workers if args.workers is not None else _default_workers()
     if workers < 1:
         raise ConfigError(f"--workers: {workers} must be at least 1")

@@ -121,6 +121,19 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     return load_digits(cfg) if cfg.name == "digits" else load_cifar(cfg)
 
 
+# (channels, height, width, classes) of the datasets held as tensors, known without loading them
+TENSOR_SHAPES = {"digits": (1, 8, 8, 10), "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
+
+
+def input_shape(cfg: DataConfig) -> tuple[int, int, int, int]:
+    """(channels, height, width, classes) of what the net sees, without reading any image (for ``--dry-run``)."""
+    if cfg.name in TENSOR_SHAPES:
+        return TENSOR_SHAPES[cfg.name]
+    from lab.imagefolder import imagefolder_shape
+
+    return imagefolder_shape(cfg)
+
+
 def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Pad-and-random-crop and horizontal flips for a whole batch at once, on its device."""
     n, c, h, w = x.shape

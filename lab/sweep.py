@@ -42,6 +42,8 @@ class SweepSpec:
     direction: str = "minimize"
     fixed: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe for every trial
     grid: dict[str, list] = field(default_factory=dict)  # every combination runs once
+    exclude: list[dict] = field(default_factory=list)  # combinations left out, e.g. {model.arch: plain, model.shortcut: B}
+    when: list[dict] = field(default_factory=list)  # per-point settings: {match: {model.depth: 110}, set: {optim.lr: ..}}
     search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
     n_trials: int | None = None  # budget of a search without a grid
     sampler_seed: int = 0
@@ -59,6 +61,14 @@ class SweepSpec:
                 raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
             if set(dist) - {"low", "high", "log", "step", "choices"}:
                 raise ConfigError(f"search.{key}: unknown keys {sorted(set(dist) - {'low', 'high', 'log', 'step', 'choices'})}")
+        for where, match in [(f"exclude[{i}]", m) for i, m in enumerate(self.exclude)] + [
+            (f"when[{i}].match", rule.get("match") if isinstance(rule, dict) else None) for i, rule in enumerate(self.when)
+        ]:
+            if not isinstance(match, dict) or not match or set(match) - set(self.grid):
+                raise ConfigError(f"{where}: expected a mapping of grid keys ({', '.join(self.grid) or 'none'}) to values")
+        for i, rule in enumerate(self.when):
+            if set(rule) != {"match", "set"} or not isinstance(rule["set"], dict) or set(rule["set"]) & set(self.grid):
+                raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
         if not self.grid and not self.search:
             raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
         if self.grid and self.n_trials is not None:
@@ -68,11 +78,25 @@ class SweepSpec:
 
     def grid_points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)
-        return [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        return [p for p in points if not any(_matches(p, m) for m in self.exclude)]
+
+    def settings(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The ``when`` settings that apply to ``point``, later rules winning."""
+        return {k: v for rule in self.when if _matches(point, rule["match"]) for k, v in rule["set"].items()}
+
+    def overrides(self, point: dict[str, Any]) -> dict[str, Any]:
+        """What a grid point sets in the recipe: its values and the settings that come with them."""
+        return {**point, **self.settings(point)}
 
     @property
     def total(self) -> int:
         return len(self.grid_points()) if self.grid else self.n_trials
+
+
+def _matches(point: dict[str, Any], match: dict[str, Any]) -> bool:
+    """Whether ``point`` has every value of ``match`` (a list there means any of its values)."""
+    return all(point.get(k) in (v if isinstance(v, list) else [v]) for k, v in match.items())
 
 
 def find_sweep(name: str) -> Path:
@@ -98,8 +122,10 @@ def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
     try:
         spec = from_dict(SweepSpec, read_yaml(path))
         recipe = read_yaml(find_recipe(spec.recipe, path))
+        if spec.grid and not spec.grid_points():
+            raise ConfigError("exclude: leaves no grid point to run")
         for point in spec.grid_points() or [{}]:
-            make_config(recipe, {**spec.fixed, **point, **_search_example(spec)})
+            make_config(recipe, {**spec.fixed, **spec.overrides(point), **_search_example(spec)})
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     return path.stem, spec, recipe
@@ -116,6 +142,59 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     if isinstance(low, int) and isinstance(high, int) and not dist.get("log"):
         return trial.suggest_int(key, low, high, step=dist.get("step", 1))
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
+
+
+def planned_trials(spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(run name, config) of every trial the sweep would run; searched values shown at their lower bound."""
+    example = _search_example(spec)
+    configs = [make_config(recipe, {**overrides, **spec.overrides(p), **example}) for p in spec.grid_points() or [{}]]
+    if not spec.grid:
+        return [(f"{configs[0].run_name}-t{i}", configs[0]) for i in range(spec.n_trials)]
+    named = not spec.search and set(spec.grid) <= NAMING_KEYS
+    return [(c.run_name if named else f"{c.run_name}-p{i}", c) for i, c in enumerate(configs)]
+
+
+def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
+    """Print every trial the sweep would run with its net's size and cost, and the totals; runs and writes nothing."""
+    import torch
+
+    from lab import nets
+    from lab.data import input_shape
+
+    trials = planned_trials(spec, recipe, {**spec.fixed, **overrides})
+    cost: dict[tuple, tuple[int, int]] = {}
+    rows, total_macs = [], 0.0
+    for run, config in trials:
+        m, (channels, height, width, classes) = config.model, input_shape(config.data)
+        key = (m.arch, m.depth, m.shortcut, m.style, channels, height, width, classes)
+        if key not in cost:
+            with torch.device("meta"):  # shapes only: no memory, no initialisation cost, even for ResNet-152
+                net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
+                cost[key] = nets.count_params(net), nets.multiply_adds(net, (channels, height, width))
+        params, macs = cost[key]
+        o = config.optim
+        # a training step costs about 3 forward passes (forward, and backward for inputs and weights)
+        total_macs += 3 * macs * o.batch_size * o.max_steps
+        rows.append((run, f"{params:,}", _si(macs), f"{height}x{width}", f"{o.max_steps:,}", str(o.batch_size)))
+    header = ("run", "params", "mult-adds/image", "input", "iterations", "batch")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"[{name}] dry run: {_plural(len(trials), 'trial')}; nothing is run or written", file=out)
+    for row in [header, *rows]:
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))), file=out)
+    searched = f"; searched ({', '.join(spec.search)}) shown at their lower bounds" if spec.search else ""
+    print(f"[{name}] total: {_plural(len(trials), 'trial')}, {_plural(len(cost), 'distinct net')}, "
+          f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f}"
 
 
 def make_storage(url: str | None, study_dir: Path) -> Any:
@@ -226,16 +305,19 @@ class Sweep:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
         base = make_config(self.recipe, self.overrides).to_dict()
         del base["track"]  # where records go and how W&B mirrors them may differ between machines
-        for key in (*self.spec.grid, *self.spec.search):
+        per_point = [k for rule in self.spec.when for k in rule["set"]]
+        for key in (*self.spec.grid, *self.spec.search, *per_point):
             section, _, name = key.partition(".")
             base[section].pop(name, None)
+        if self.spec.when:  # the per-point settings are part of what a study is
+            base["when"] = {"rules": self.spec.when}
         stored = self.study.user_attrs.get("base_config")
         if stored is None:
             self.study.set_user_attr("base_config", base)
         elif stored != base:
             changed = sorted(
-                f"{section}.{k}" for section in base for k in base[section]
-                if stored.get(section, {}).get(k) != base[section][k]
+                f"{section}.{k}" for section in {*base, *stored} for k in {*base.get(section, {}), *stored.get(section, {})}
+                if stored.get(section, {}).get(k) != base.get(section, {}).get(k)
             )
             raise ConfigError(
                 f"study {self.name!r} was started with other settings ({', '.join(changed) or 'fields'} differ); "
@@ -345,7 +427,7 @@ class Sweep:
                 trial.set_user_attr("heartbeat", time.time())
                 params = {k: _suggest(trial, k, d) for k, d in self.spec.search.items()}
                 try:
-                    config = make_config(self.recipe, {**self.overrides, **point, **params})
+                    config = make_config(self.recipe, {**self.overrides, **self.spec.overrides(point), **params})
                 except ConfigError as e:  # a sampled value the recipe rejects: this trial fails, the sweep goes on
                     self.failed += 1
                     trial.set_user_attr("failure", str(e))

@@ -182,6 +182,12 @@ def test_tpe_search_samples_hyperparameters(tmp_path):
         ("recipe: nope\ngrid: {model.depth: [8]}\n", "nope.yaml: no such file"),
         ("recipe: tiny\nmetric: accuracy\ngrid: {model.depth: [8]}\n", "metric: 'accuracy' is not one of"),
         ("recipe: tiny\nsearch: {optim.lr: {low: 0.1}}\nn_trials: 2\n", "search.optim.lr: expected {low"),
+        ("recipe: tiny\ngrid: {model.depth: [8]}\nexclude: [{model.arch: plain}]\n", "exclude[0]: expected a mapping of grid keys (model.depth)"),
+        ("recipe: tiny\ngrid: {model.depth: [8]}\nexclude: [{model.depth: 8}]\n", "exclude: leaves no grid point to run"),
+        ("recipe: tiny\ngrid: {model.depth: [8]}\nwhen: [{match: {model.depth: 8}}]\n", "when[0]: expected {match:"),
+        ("recipe: tiny\ngrid: {model.depth: [8]}\nwhen: [{match: {model.depth: 8}, set: {model.depth: 14}}]\n", "setting no grid key"),
+        ("recipe: tiny\ngrid: {model.depth: [8, 14]}\nwhen: [{match: {model.depth: 14}, set: {optim.milestones: [99]}}]\n",
+         "optim.milestones: [99] go past optim.max_steps=10"),
     ],
 )
 def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, sweep_text, message):
@@ -219,3 +225,66 @@ def test_a_study_refuses_a_changed_recipe(tmp_path, monkeypatch):
     more_seeds = load_sweep("tiny")[1]
     more_seeds.grid["train.seed"] = [0, 1, 2]  # growing the grid is fine
     Sweep(name, more_seeds, recipe)
+
+
+def test_exclude_and_per_point_settings(tmp_path, monkeypatch):
+    """Grids that are not full products, and settings that come with a grid value (ResNet-110's warm-up)."""
+    from lab.sweep import load_sweep, planned_trials
+
+    sweep = {
+        "grid": {"model.arch": ["plain", "resnet"], "model.depth": [8, 14], "model.shortcut": ["A", "B"]},
+        "exclude": [{"model.arch": "plain", "model.shortcut": ["B"]}, {"model.arch": "plain", "model.depth": 14}],
+        "when": [
+            {"match": {"model.depth": 14}, "set": {"optim.warmup_lr": 0.01, "optim.warmup_steps": 4}},
+            {"match": {"model.depth": 14, "model.shortcut": "B"}, "set": {"optim.warmup_steps": 2}},
+        ],
+    }
+    monkeypatch.chdir(write_project(tmp_path, sweep))
+    _, spec, recipe = load_sweep("tiny")
+    trials = dict(planned_trials(spec, recipe, {}))
+    assert sorted(trials) == ["plain-8-s0", "resnet-14-B-s0", "resnet-14-s0", "resnet-8-B-s0", "resnet-8-s0"]
+    warmups = {name: (c.optim.warmup_lr, c.optim.warmup_steps) for name, c in trials.items()}
+    assert warmups == {"plain-8-s0": (None, 0), "resnet-8-s0": (None, 0), "resnet-8-B-s0": (None, 0),
+                       "resnet-14-s0": (0.01, 4), "resnet-14-B-s0": (0.01, 2)}
+
+
+def test_a_study_refuses_changed_per_point_settings(tmp_path, monkeypatch):
+    from lab.config import ConfigError
+    from lab.sweep import Sweep, load_sweep
+
+    sweep = {"grid": {"model.depth": [8, 14]}, "when": [{"match": {"model.depth": 14}, "set": {"optim.lr": 0.05}}]}
+    monkeypatch.chdir(write_project(tmp_path, sweep))
+    name, spec, recipe = load_sweep("tiny")
+    Sweep(name, spec, recipe)
+    Sweep(name, spec, recipe)  # the same spec again: resumes
+    spec.when[0]["set"]["optim.lr"] = 0.2
+    with pytest.raises(ConfigError, match=r"other settings \(when.rules differ\)"):
+        Sweep(name, spec, recipe)
+
+
+def test_dry_run_lists_table_6_nets_and_writes_nothing(tmp_path):
+    result = lab("sweep", "cifar10-depth-study", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ") and "-s" in line}
+    assert len(rows) == 27 and not any(name.startswith("plain-110") for name in rows)
+    from lab.reference import CIFAR10_PARAMS
+
+    for depth in (20, 32, 44, 56, 110):
+        assert rows[f"resnet-{depth}-s0"][1] == f"{CIFAR10_PARAMS[depth]:,}"
+    assert rows["resnet-20-s0"][2:4] == ["40.55", "M"]  # about 41 M multiply-adds per 32x32 image
+    assert "total: 27 trials, 9 distinct nets" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_of_the_imagenet_ablation_shows_table_3_nets(tmp_path):
+    from lab.reference import IMAGENET_PARAMS_34
+
+    result = lab("sweep", "imagenet-shortcut-ablation", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ") and "-s" in line}
+    assert sorted(rows) == sorted(["plain-18-s0", "plain-34-s0", "resnet-18-s0", "resnet-18-B-s0", "resnet-18-C-s0",
+                                   "resnet-34-s0", "resnet-34-B-s0", "resnet-34-C-s0"])
+    for shortcut, name in (("A", "resnet-34-s0"), ("B", "resnet-34-B-s0"), ("C", "resnet-34-C-s0")):
+        assert rows[name][1] == f"{IMAGENET_PARAMS_34[shortcut]:,}" and rows[name][4] == "224x224"
+    assert rows["resnet-34-s0"][2:4] == ["3.64", "G"]  # Table 1: 3.6 G FLOPs
+    assert not (tmp_path / "runs").exists()
