@@ -16,7 +16,8 @@ import yaml
 
 from lab import nets
 
-DATASETS = ("digits", "cifar10", "cifar100")
+DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
+SCHEDULES = ("step", "plateau")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
@@ -54,21 +55,41 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """The dataset, its split and its (batched, on-device) augmentation."""
+    """The dataset, its split and its augmentation (batched on the device, or per image in DataLoader workers)."""
 
-    name: str = "digits"  # digits (bundled with scikit-learn) | cifar10 | cifar100
-    data_dir: str | None = None  # folder holding the extracted torchvision archive (cifar-10-batches-py)
+    name: str = "digits"  # digits (bundled with scikit-learn) | cifar10 | cifar100 | imagefolder (train/CLASS/*.jpg, val/CLASS/*.jpg)
+    data_dir: str | None = None  # folder holding the extracted torchvision archive (cifar-10-batches-py), or train/ and val/
     download: bool = False  # let torchvision download CIFAR when it is not in data_dir
     verify_md5: bool = True  # torchvision's checksums of the archive files; false only for archives you built
-    val_size: int | None = None  # images held out of the training set; None: 5,000 for CIFAR (He 2015), 10% for digits
+    val_size: int | None = None  # images held out of the training set; None: 5,000 for CIFAR (He 2015), 10% for digits,
+    #                              min(10,000, 10%) for an ImageFolder (whose val/ folder is the test split)
     split_seed: int = 0  # fixes the train/val(/test) split, independent of the training seed
     crop_pad: int = 0  # pad-and-random-crop augmentation (4 for CIFAR, He 2015 Section 4.2); 0: off
     flip: bool = False  # random horizontal flips
+    # ImageFolder only (He 2015, Section 3.4): decoded and augmented per image in DataLoader workers.
+    scale: list[int] = field(default_factory=lambda: [256, 480])  # training: shorter side resized at random in [lo, hi]
+    crop: int = 224  # training: random crop of crop x crop; evaluation: the center crop
+    eval_resize: int = 256  # evaluation: shorter side resized to this before the center crop
+    mean_images: int = 10_000  # training images (a seeded sample) averaged into the per-pixel mean image
+    workers: int | None = None  # DataLoader worker processes; None: min(8, CPU cores - 1); 0: in the training process
 
     def __post_init__(self) -> None:
         _require(self.name in DATASETS, "data.name", f"{self.name!r} is not one of {', '.join(DATASETS)}")
         _require(self.val_size is None or self.val_size >= 1, "data.val_size", "must be at least 1")
         _require(self.crop_pad >= 0, "data.crop_pad", "must be >= 0")
+        _require(self.crop > 0, "data.crop", "must be > 0")
+        _require(
+            len(self.scale) == 2 and self.crop <= self.scale[0] <= self.scale[1],
+            "data.scale",
+            f"{self.scale} must be [lo, hi] with data.crop={self.crop} <= lo <= hi, e.g. [256, 480]",
+        )
+        _require(self.eval_resize >= self.crop, "data.eval_resize", f"{self.eval_resize} must be >= data.crop={self.crop}")
+        _require(self.mean_images >= 1, "data.mean_images", "must be at least 1")
+        _require(self.workers is None or self.workers >= 0, "data.workers", "must be >= 0 (0: no worker processes)")
+        if self.name == "imagefolder":
+            _require(bool(self.data_dir), "data.data_dir", "set it to the folder holding train/CLASS/*.jpg and val/CLASS/*.jpg")
+            _require(not self.download, "data.download", "an ImageFolder cannot be downloaded; put it under data.data_dir")
+            _require(self.crop_pad == 0, "data.crop_pad", "is for CIFAR; an ImageFolder is augmented by data.scale and data.crop")
 
 
 @dataclass
@@ -80,25 +101,45 @@ class OptimConfig:
     weight_decay: float = 1e-4
     batch_size: int = 128
     max_steps: int = 64_000
+    schedule: str = "step"  # step: lr x gamma at each milestone (CIFAR, Section 4.2) | plateau: when val_err stalls (ImageNet, 3.4)
     milestones: list[int] = field(default_factory=lambda: [32_000, 48_000])  # lr /= 10 at each
     gamma: float = 0.1
+    plateau_patience: int = 5  # evaluations without improvement before lr x gamma
+    plateau_threshold: float = 0.0  # an improvement of val_err must exceed this many points (%) to count
+    min_lr: float | None = None  # the plateau schedule stops dividing at this lr
     warmup_lr: float | None = None  # e.g. 0.01 for ResNet-110 (Section 4.2)
-    warmup_steps: int = 0  # iterations at warmup_lr before lr
+    warmup_steps: int = 0  # iterations at warmup_lr before lr (with warmup_until_err: the most)
+    warmup_until_err: float | None = None  # end the warm-up once training error (%) is below this (80 for ResNet-110)
 
     def __post_init__(self) -> None:
         for name in ("lr", "batch_size", "max_steps"):
             _require(getattr(self, name) > 0, f"optim.{name}", "must be > 0")
         _require(self.momentum >= 0 and self.weight_decay >= 0, "optim", "momentum and weight_decay must be >= 0")
+        _require(self.schedule in SCHEDULES, "optim.schedule", f"{self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         _require(
             self.milestones == sorted(self.milestones) and all(m > 0 for m in self.milestones),
             "optim.milestones",
             f"{self.milestones} must be increasing positive iterations",
         )
+        _require(
+            self.schedule == "step" or not self.milestones,
+            "optim.milestones",
+            f"{self.milestones}: the plateau schedule has no milestones; set optim.milestones=[]",
+        )
+        _require(0 < self.gamma < 1, "optim.gamma", f"{self.gamma} must be between 0 and 1")
+        _require(self.plateau_patience >= 1, "optim.plateau_patience", "must be at least 1 evaluation")
+        _require(self.plateau_threshold >= 0, "optim.plateau_threshold", "must be >= 0 (points of val_err, %)")
+        _require(self.min_lr is None or 0 < self.min_lr <= self.lr, "optim.min_lr", f"must be in (0, optim.lr={self.lr}]")
         _require(self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
         _require(
             (self.warmup_lr is None) == (self.warmup_steps == 0),
             "optim.warmup_lr",
             "set warmup_lr and warmup_steps together (e.g. 0.01 for 400 iterations)",
+        )
+        _require(
+            self.warmup_until_err is None or (self.warmup_steps > 0 and 0 < self.warmup_until_err <= 100),
+            "optim.warmup_until_err",
+            f"{self.warmup_until_err} must be a training error in (0, 100] with warmup_lr and warmup_steps (the cap) set",
         )
 
 

@@ -1,4 +1,4 @@
-"""Lightning wrappers: the classifier around an injected net, and the on-device data."""
+"""Lightning wrappers: the classifier around an injected net, and the data (tensors on the device, or ImageFolder)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,24 +9,78 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.config import DataConfig, OptimConfig
+from lab import imagefolder
 from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
 
 EVAL_BATCH = 1000
 EVAL_SETS = ("val", "test")  # validation dataloader index -> metric prefix
+WARMUP_WINDOW = 10  # training batches averaged to decide the end of a warm-up (LrSchedule.observe_train_err)
 
 
 class LrSchedule:
-    """Multiplier of ``optim.lr`` at an iteration: an optional warm-up, then step decays at milestones."""
+    """Multiplier of ``optim.lr`` at an iteration: an optional warm-up, then step decays at milestones or on plateaus.
+
+    LambdaLR calls it after every optimizer step and puts its ``__dict__`` into checkpoints (and back on
+    resume), so all of its state lives there, as plain numbers: the plateau counters and the end of the
+    warm-up survive an interrupted run exactly.
+    """
 
     def __init__(self, optim: OptimConfig) -> None:
-        # Plain numbers only: LambdaLR puts this object's fields into checkpoints.
-        self.warmup_steps, self.gamma, self.milestones = optim.warmup_steps, optim.gamma, list(optim.milestones)
+        self.schedule, self.gamma, self.milestones = optim.schedule, optim.gamma, list(optim.milestones)
+        self.warmup_steps, self.warmup_until_err = optim.warmup_steps, optim.warmup_until_err
         self.warmup_factor = (optim.warmup_lr or optim.lr) / optim.lr
+        self.min_factor = (optim.min_lr or 0.0) / optim.lr
+        self.patience, self.threshold = optim.plateau_patience, optim.plateau_threshold
+        # A fixed warm-up ends at warmup_steps; one until an error ends when observe_train_err says so.
+        fixed = optim.warmup_until_err is None and optim.warmup_steps > 0
+        self.warmup_ended: int | None = optim.warmup_steps if fixed else None
+        self.recent_errs: list[float] = []
+        self.best_val_err: float | None = None
+        self.bad_evals = 0
+        self.drops = 0
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
+        if step < (self.warmup_ended if self.warmup_ended is not None else self.warmup_steps):
             return self.warmup_factor
+        if self.schedule == "plateau":
+            return max(self.gamma**self.drops, self.min_factor)
         return self.gamma ** sum(step >= m for m in self.milestones)
+
+    def warming_up_until_err(self) -> bool:
+        """Whether training errors are still wanted (each one costs a device sync)."""
+        return self.warmup_until_err is not None and self.warmup_ended is None
+
+    def observe_train_err(self, step: int, err: float) -> None:
+        """The training error (%) of iteration ``step``'s batch; ends the warm-up from iteration ``step + 1`` on.
+
+        He 2015, Section 4.2 (ResNet-110): "0.01 to warm up the training until the training error is below
+        80% (about 400 iterations), and then go back to 0.1". The error is the mean over the last
+        ``WARMUP_WINDOW`` batches: one batch of 128 at 80% error has a standard error of 3.5 points, so a
+        single lucky batch would end the warm-up early; ten (1.1 points) cost a few iterations of delay at
+        most. ``warmup_steps`` caps the warm-up whatever the error.
+        """
+        self.recent_errs = (self.recent_errs + [err])[-WARMUP_WINDOW:]
+        mean = sum(self.recent_errs) / len(self.recent_errs)
+        if mean < self.warmup_until_err or step + 1 >= self.warmup_steps:
+            self.warmup_ended = step + 1
+
+    def observe_val_err(self, err: float) -> bool:
+        """One evaluation's val error (%); True when it divides lr by 10 (``gamma``): a plateau.
+
+        He 2015, Section 3.4 (ImageNet): "The learning rate starts from 0.1 and is divided by 10 when the
+        error plateaus": ``patience`` evaluations in a row without beating the best val error by more
+        than ``threshold`` points.
+        """
+        if self.schedule != "plateau":
+            return False
+        if self.best_val_err is None or err < self.best_val_err - self.threshold:
+            self.best_val_err, self.bad_evals = err, 0
+            return False
+        self.bad_evals += 1
+        if self.bad_evals < self.patience or self.gamma**self.drops <= self.min_factor * (1 + 1e-9):  # at min_lr
+            return False
+        self.drops, self.bad_evals = self.drops + 1, 0
+        return True
 
 
 class Classifier(pl.LightningModule):
@@ -35,11 +89,13 @@ class Classifier(pl.LightningModule):
     def __init__(self, net: nn.Module, optim: OptimConfig) -> None:
         super().__init__()
         self.net, self.optim = net, optim
+        self.schedule: LrSchedule | None = None  # made with the optimizer; LambdaLR checkpoints its state
         self._reset_train_stats()
 
     def _reset_train_stats(self) -> None:
         # Summed on the device and read once per evaluation: a .item() per step would be a sync point.
         self._train_loss = self._train_wrong = self._train_seen = 0
+        self._val_wrong = self._val_seen = 0  # val_err for the plateau schedule, as validation_step logs it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -49,9 +105,13 @@ class Classifier(pl.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
+            wrong = (logits.argmax(1) != y).sum()
             self._train_loss = self._train_loss + loss.detach() * len(y)
-            self._train_wrong = self._train_wrong + (logits.argmax(1) != y).sum()
+            self._train_wrong = self._train_wrong + wrong
             self._train_seen += len(y)
+            if self.schedule is not None and self.schedule.warming_up_until_err():
+                # The only per-step sync, and only during the warm-up: its end depends on this batch's error.
+                self.schedule.observe_train_err(self.global_step, wrong.item() * 100.0 / len(y))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -61,10 +121,21 @@ class Classifier(pl.LightningModule):
         log = dict(batch_size=len(y), add_dataloader_idx=False)
         self.log(f"{prefix}_loss", F.cross_entropy(logits, y), **log)
         self.log(f"{prefix}_err", (logits.argmax(1) != y).float().mean() * 100, **log)
+        if prefix == "val":
+            self._val_wrong = self._val_wrong + (logits.argmax(1) != y).sum()
+            self._val_seen += len(y)
 
     def on_validation_epoch_end(self) -> None:
         # Training error as the paper plots it: over the training batches since the last evaluation.
         self.log("iteration", float(self.global_step))
+        if self._val_seen and self.schedule is not None and self.schedule.observe_val_err(
+            float(self._val_wrong) * 100.0 / self._val_seen  # Lightning's own val_err is only aggregated after this hook
+        ):
+            # A plateau: lr x gamma from the next iteration on (LambdaLR would apply it only one iteration later).
+            scheduler = self.lr_schedulers()
+            for group, base in zip(self.trainer.optimizers[0].param_groups, scheduler.base_lrs):
+                group["lr"] = base * self.schedule(self.global_step)
+        self._val_wrong = self._val_seen = 0
         if self._train_seen:
             self.log("train_loss", self._train_loss / self._train_seen)
             self.log("train_err", self._train_wrong * 100.0 / self._train_seen)
@@ -74,7 +145,8 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.optim
         optimizer = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LrSchedule(o))
+        self.schedule = LrSchedule(o)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
@@ -104,3 +176,55 @@ class TensorDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> list[EvalBatches]:
         return [EvalBatches(s, self.data.mean, self.data.std, EVAL_BATCH) for s in (self.data.val, self.data.test)]
+
+
+class ImageFolderDataModule(pl.LightningDataModule):
+    """An ImageFolder through DataLoader workers (``lab.imagefolder``); normalised on the training device.
+
+    Workers send uint8 batches (4x less to pin and copy than float32); the per-pixel mean image is
+    subtracted, and the result scaled, after the transfer (``on_after_batch_transfer``).
+    """
+
+    def __init__(self, cfg: DataConfig, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.data: imagefolder.ImageFolderData | None = None
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+
+    def prepare(self) -> imagefolder.ImageFolderData:
+        """Scan the folders (no decoding) before the trainer exists, so that shapes are known to build the net."""
+        if self.data is None:
+            self.data = imagefolder.load_imagefolder(self.cfg)
+        return self.data
+
+    def setup(self, stage: str) -> None:
+        data, device = self.prepare(), self.trainer.strategy.root_device
+        if self.mean is None:  # recomputed identically on resume (a seeded sample, summed in a fixed order)
+            mean, std = imagefolder.mean_image(data.train, self.cfg)
+            self.mean, self.std = mean.to(device), std.to(device).view(-1, 1, 1)
+        self.pin_memory = device.type == "cuda"
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        trainer = self.trainer
+        return imagefolder.train_loader(
+            self.prepare().train, self.cfg, self.batch_size, self.seed,
+            start=lambda: trainer.global_step,  # a resumed run continues the stream where it stopped
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> list[torch.utils.data.DataLoader]:
+        # Batches of the training size: 1,000 images of 224x224 would be 600 MB of float32 input alone.
+        data = self.prepare()
+        return [imagefolder.eval_loader(s, self.cfg, self.batch_size, self.pin_memory) for s in (data.val, data.test)]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return (x.float() - self.mean) / self.std, y
+
+
+def make_datamodule(cfg: DataConfig, batch_size: int, seed: int) -> TensorDataModule | ImageFolderDataModule:
+    """Tensors on the device for the small datasets; a DataLoader pipeline for an ImageFolder."""
+    if cfg.name == "imagefolder":
+        return ImageFolderDataModule(cfg, batch_size, seed)
+    return TensorDataModule(cfg, batch_size, seed)

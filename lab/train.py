@@ -16,7 +16,7 @@ import yaml
 
 from lab import nets
 from lab.config import Config, ConfigError
-from lab.module import Classifier, TensorDataModule
+from lab.module import Classifier, make_datamodule
 from lab.records import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -110,7 +110,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
 
     _quiet_lightning()
     pl.seed_everything(config.train.seed, workers=False, verbose=False)
-    datamodule = TensorDataModule(config.data, config.optim.batch_size, config.train.seed)
+    datamodule = make_datamodule(config.data, config.optim.batch_size, config.train.seed)
     data = datamodule.prepare()
     m = config.model
     net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes, m.style))
@@ -165,6 +165,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
         "params": nets.count_params(net),
         **last,
         "best_val_err": min(r["val_err"] for r in record.rows if "val_err" in r),
+        "warmup_ended": module.schedule.warmup_ended,  # the iteration lr went from warmup_lr to lr; None: no warm-up
         "steps": trainer.global_step,
         "wall_s": round(wall_s, 2),
         "images_per_s": round(trainer.global_step * config.optim.batch_size / wall_s, 1),

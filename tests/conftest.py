@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 # A recipe small enough for a test: digits, depth 8, a handful of iterations, W&B offline.
 TINY_RECIPE = {
@@ -76,3 +77,31 @@ def write_cifar100(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
 @pytest.fixture
 def cifar10_dir(tmp_path: Path) -> Path:
     return write_cifar10(tmp_path / "data")
+
+
+def write_imagefolder(
+    root: Path,
+    classes: int = 3,
+    per_class: int = 6,
+    sizes: tuple[tuple[int, int], ...] = ((64, 48), (48, 60), (80, 50), (50, 50)),
+    val_per_class: int = 2,
+) -> Path:
+    """An ImageFolder (``root/train/CLASS/*.jpg``, ``root/val/CLASS/*.jpg``) of JPEGs of varied sizes (W x H).
+
+    Pixels encode what the tests check: red is ``60 * label + 30`` everywhere (images keep their labels
+    through resizing and cropping), green rises from left to right and blue from top to bottom (so a
+    crop's position, scale and mirroring can be read back from it). Saved at quality 95 without chroma
+    subsampling, so JPEG changes a pixel by a few levels at most.
+    """
+    for split, n in (("train", per_class), ("val", val_per_class)):
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                w, h = sizes[(i + label) % len(sizes)]
+                image = np.empty((h, w, 3), dtype=np.uint8)
+                image[..., 0] = 60 * label + 30
+                image[..., 1] = np.linspace(0, 255, w).round().astype(np.uint8)[None, :]
+                image[..., 2] = np.linspace(0, 255, h).round().astype(np.uint8)[:, None]
+                Image.fromarray(image).save(folder / f"img{i}.jpg", quality=95, subsampling=0)
+    return root
