@@ -2,13 +2,14 @@
 import io
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from lab.config import ConfigError, DataConfig, make_config
+from lab.config import ConfigError, DataConfig, load_config, make_config
 from lab.imagefolder import (
     EvalView,
     ImageFiles,
@@ -24,6 +25,7 @@ from lab.records import run_dir_for
 from lab.train import train
 from tests.conftest import TINY_RECIPE, write_imagefolder
 
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(scale=[36, 48], crop=32, eval_resize=36, flip=True, val_size=2, workers=0)  # a 224-crop recipe, shrunk
 
 
@@ -247,11 +249,15 @@ def imagefolder_recipe(folder, **optim) -> dict:
     }
 
 
-def test_train_on_an_imagefolder_writes_a_run_record(folder, tmp_path):
-    cfg = make_config(imagefolder_recipe(folder), {"track.runs_dir": str(tmp_path / "runs"), "track.wandb": "disabled"})
+def test_the_imagenet_recipe_trains_on_an_imagefolder_and_writes_a_run_record(folder, tmp_path):
+    shrunk = {f"data.{k}": v for k, v in SMALL.items()}
+    overrides = {**shrunk, "data.data_dir": str(folder), "model.depth": 18, "optim.batch_size": 4, "optim.max_steps": 6,
+                 "train.eval_every": 3, "train.device": "cpu", "track.runs_dir": str(tmp_path / "runs"), "track.wandb": "disabled"}
+    cfg = load_config(ROOT / "experiments" / "imagenet.yaml", overrides)
     summary = train(cfg)
-    assert summary["dataset"] == "imagefolder" and summary["steps"] == 12 and 0 <= summary["test_err"] <= 100
-    assert (run_dir_for(cfg) / "summary.json").is_file()
+    assert (summary["run"], summary["dataset"], summary["steps"]) == ("resnet-18-B-s0", "imagefolder", 6)
+    assert summary["params"] == 11_689_512 - 1000 * 513 + 3 * 513, "torchvision's ResNet-18 with a 3-way classifier"
+    assert 0 <= summary["test_err"] <= 100 and (run_dir_for(cfg) / "summary.json").is_file()
 
 
 def test_a_killed_imagefolder_run_resumes_exactly_with_another_number_of_workers(folder, tmp_path, monkeypatch):
