@@ -113,8 +113,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; ``SECTION.FIELD=VALUE`` overrides may stand anywhere, also after options."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}[args.command]
     try:
         return command(args)

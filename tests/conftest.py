@@ -12,6 +12,8 @@ import pytest
 import yaml
 from PIL import Image
 
+ROOT = Path(__file__).resolve().parent.parent  # the project: its shipped sweeps/ and experiments/
+
 # A recipe small enough for a test: digits, depth 8, a handful of iterations, W&B offline.
 TINY_RECIPE = {
     "model": {"arch": "resnet", "depth": 8, "shortcut": "A"},
