@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, lab, write_cifar10
+from tests.conftest import ROOT, lab, write_cifar10, write_imagefolder
 
 SHIPPED = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
 FEW_STEPS = ["optim.max_steps=2", "optim.milestones=[1]", "train.eval_every=1", "train.device=cpu"]
@@ -23,6 +23,11 @@ def overrides_for(recipe: str, data: Path) -> list[str]:
     if name == "cifar10":
         write_cifar10(data, n_train=60, n_test=10)
         return [*FEW_STEPS, f"data.data_dir={data}", "data.verify_md5=false", "data.val_size=10", "optim.batch_size=4"]
+    if name == "imagefolder":  # Section 3.4's scale augmentation, shrunk: [36, 48] and a 32 crop
+        write_imagefolder(data, classes=3, per_class=6)
+        small = ["data.scale=[36,48]", "data.crop=32", "data.eval_resize=36", "data.val_size=3", "data.mean_images=6",
+                 "data.workers=0", "optim.batch_size=4", "optim.milestones=[]", "optim.plateau_patience=1"]
+        return [*FEW_STEPS[:1], *FEW_STEPS[2:], f"data.data_dir={data}", *small]
     raise AssertionError(f"no test data for recipe {recipe} ({name})")
 
 
