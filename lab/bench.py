@@ -60,7 +60,8 @@ def measure_imagefolder(
 
     Args:
         workers_list: DataLoader worker counts to compare (0: decode in this process).
-        batches: batches timed per worker count, after the first (whose wait is reported as ``startup_s``).
+        batches: batches timed per worker count (rounded up to whole rounds of one batch per worker), after
+            the first round (whose wait is reported as ``startup_s``).
         device: where batches go (``cuda``: pinned, copied and normalised there); default: cuda if available.
 
     Returns:
@@ -73,18 +74,25 @@ def measure_imagefolder(
     for workers in workers_list:
         cfg = DataConfig("imagefolder", data_dir=str(data_dir), scale=list(scale), crop=crop, flip=True, workers=workers)
         loader = train_loader(files, cfg, batch_size, seed=0, pin_memory=device.startswith("cuda"))
+        # Each worker builds whole batches, so they arrive in rounds of `workers`: the clock starts when the
+        # first round is in and stops after whole rounds (else 15 workers' first 15 batches, ready at once,
+        # would count as if made in no time).
+        per_round = max(workers, 1)
+        timed = -(-batches // per_round) * per_round
         start = time.perf_counter()
         it = iter(loader)
-        for n in range(batches + 1):
+        for n in range(per_round + timed):
             x, y = next(it)
             x = x.to(device, non_blocking=True).float().sub_(128.0)  # what training does next with a batch
-            if n == 0:
+            if n == per_round - 1:
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
                 first = time.perf_counter()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - first
         del it  # shuts the workers down before the next setting starts its own
-        rows.append({"workers": workers, "images_per_s": batches * batch_size / elapsed, "startup_s": first - start})
+        rows.append({"workers": workers, "images_per_s": timed * batch_size / elapsed, "startup_s": first - start})
     for row in rows:
         row["ratio"] = row["images_per_s"] / rows[0]["images_per_s"]
     return rows

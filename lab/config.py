@@ -71,7 +71,7 @@ class DataConfig:
     crop: int = 224  # training: random crop of crop x crop; evaluation: the center crop
     eval_resize: int = 256  # evaluation: shorter side resized to this before the center crop
     mean_images: int = 10_000  # training images (a seeded sample) averaged into the per-pixel mean image
-    workers: int | None = None  # DataLoader worker processes; None: min(8, CPU cores - 1); 0: in the training process
+    workers: int | None = None  # DataLoader worker processes; None: min(32, CPU cores - 1); 0: in the training process
 
     def __post_init__(self) -> None:
         _require(self.name in DATASETS, "data.name", f"{self.name!r} is not one of {', '.join(DATASETS)}")

@@ -251,11 +251,11 @@ def imagefolder_recipe(folder, **optim) -> dict:
 
 def test_the_imagenet_recipe_trains_on_an_imagefolder_and_writes_a_run_record(folder, tmp_path):
     shrunk = {f"data.{k}": v for k, v in SMALL.items()}
-    overrides = {**shrunk, "data.data_dir": str(folder), "model.depth": 18, "optim.batch_size": 4, "optim.max_steps": 6,
+    overrides = {**shrunk, "data.data_dir": str(folder), "model.depth": 18, "optim.batch_size": 4, "optim.max_steps": 3,
                  "train.eval_every": 3, "train.device": "cpu", "track.runs_dir": str(tmp_path / "runs"), "track.wandb": "disabled"}
     cfg = load_config(ROOT / "experiments" / "imagenet.yaml", overrides)
     summary = train(cfg)
-    assert (summary["run"], summary["dataset"], summary["steps"]) == ("resnet-18-B-s0", "imagefolder", 6)
+    assert (summary["run"], summary["dataset"], summary["steps"]) == ("resnet-18-B-s0", "imagefolder", 3)
     assert summary["params"] == 11_689_512 - 1000 * 513 + 3 * 513, "torchvision's ResNet-18 with a 3-way classifier"
     assert 0 <= summary["test_err"] <= 100 and (run_dir_for(cfg) / "summary.json").is_file()
 
