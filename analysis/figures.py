@@ -1,71 +1,238 @@
-"""The paper's figures from run records: degradation curves (He 2015, Figure 6) and error vs depth."""
+"""The paper's figures from run records, drawn at the size they are printed.
+
+Degradation curves (He 2015, Figure 6), error vs depth (Table 6 / Figure 6) and layer responses
+(Figure 7). Every figure comes in two widths, one column (3.3 in) and two columns (6.9 in) of a
+two-column paper, with no text under 7 pt at that size; legends sit outside the axes, and the
+provenance goes into a caption file beside the figure, not into it (``analysis.report``).
+"""
 from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures go to files; no screen needed
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
+from analysis.runs import NET_KEYS
 from lab.nets import run_name
 from lab.reference import paper_test_err
 
-ARCH_TITLES = {"plain": "plain", "resnet": "ResNet"}
+WIDTHS_IN = {1: 3.3, 2: 6.9}  # one and two columns of a two-column paper (IEEE/ACM/CVPR: 3.3 and 6.9 in)
+FONT_PT, SMALL_PT = 8, 7  # 7 pt is the smallest text a journal accepts
+PAPER_RC = {
+    # TrueType (Type 42) fonts, embedded: publishers' checkers reject Type 3.
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "font.size": FONT_PT,
+    "axes.titlesize": FONT_PT,
+    "axes.labelsize": FONT_PT,
+    "xtick.labelsize": SMALL_PT,
+    "ytick.labelsize": SMALL_PT,
+    "legend.fontsize": SMALL_PT,
+    "legend.title_fontsize": SMALL_PT,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "grid.linewidth": 0.4,
+    "grid.alpha": 0.35,
+    "legend.frameon": False,
+    "savefig.dpi": 300,
+}
+TRAIN_LW, TEST_LW = 0.9, 1.8  # Figure 6: "dashed lines denote training error, and bold lines denote testing error"
+FAMILY_CMAPS = {("plain", "A"): "Oranges", ("resnet", "A"): "Blues", ("resnet", "B"): "Greens", ("resnet", "C"): "Purples"}
 
 
-def _colours(depths: list[int]) -> dict[int, tuple]:
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """Font sizes and Type 42 fonts; also needed around ``savefig``, where the font type is read."""
+    with plt.rc_context(PAPER_RC):
+        yield
+
+
+def save(fig: plt.Figure, stem: Path) -> list[Path]:
+    """``stem.pdf`` (vector, TrueType fonts) and ``stem.png`` (300 dpi), at the figure's own size."""
+    paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
+    with paper_style():
+        for path in paths:
+            fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def _family(arch: str, shortcut: str) -> tuple[str, str]:
+    """Plain nets are one family whatever shortcut their config names (they have none)."""
+    return (arch, "A") if arch == "plain" else (arch, shortcut)
+
+
+def family_title(arch: str, shortcut: str, shortcuts: int) -> str:
+    if arch == "plain":
+        return "plain"
+    return "ResNet" if shortcuts == 1 else f"ResNet, option {shortcut}"
+
+
+def family_colour(arch: str, shortcut: str, shade: float = 0.75) -> tuple:
+    """Plain in oranges, ResNets in blues (A), greens (B), purples (C); darker is deeper."""
+    return plt.get_cmap(FAMILY_CMAPS.get(_family(arch, shortcut), "Greys"))(shade)
+
+
+def _depth_colours(depths: list[int]) -> dict[int, tuple]:
     cmap = plt.get_cmap("viridis")
     return {d: cmap(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(sorted(depths))}
 
 
-def degradation(curves: pd.DataFrame, provenance: str) -> plt.Figure:
-    """Training error (thin, dashed) and test error (bold) vs iterations; a panel per arch, a colour per depth.
+def _grid(panels: int, columns: int) -> tuple[int, int]:
+    """(rows, cols) of panels: side by side at two columns, stacked (or 2 across) at one."""
+    across = min(panels, 4) if columns == 2 else (1 if panels <= 2 else 2)
+    return -(-panels // across), across
 
-    Curves are means over seeds at each evaluation.
+
+def _figure(panels: int, columns: int, panel_height_in: float, legend_in: float, **kw) -> tuple[plt.Figure, np.ndarray]:
+    rows, cols = _grid(panels, columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTHS_IN[columns], rows * panel_height_in + legend_in),
+                             squeeze=False, layout="constrained", **kw)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    for ax in axes.flat:
+        ax.tick_params(labelsize=SMALL_PT)  # stored on the axis: ticks made at draw time keep 7 pt
+        ax.grid(True)
+    return fig, axes.flat[:panels]
+
+
+def _legend_below(fig: plt.Figure, handles: list, ncol: int) -> None:
+    """Outside every axes, under them: a legend never covers a curve."""
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=SMALL_PT, handlelength=2.2,
+               columnspacing=1.2)
+
+
+def _families(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    keys = {_family(a, s) for a, s in zip(frame["arch"], frame["shortcut"])}
+    return sorted(keys, key=lambda k: (k[0] != "plain", k[1]))
+
+
+def degradation(curves: pd.DataFrame, columns: int = 2) -> plt.Figure:
+    """He 2015, Figure 6: training error (dashed) and test error (bold) vs iterations.
+
+    A panel per family (plain, ResNet A/B/C), a colour per depth; lines are means over seeds and the
+    shaded bands span min..max over seeds.
     """
-    archs = [a for a in ARCH_TITLES if a in set(curves["arch"])]
-    colours = _colours(curves["depth"].unique().tolist())
-    fig, axes = plt.subplots(1, len(archs), figsize=(5.2 * len(archs), 4), sharey=True, squeeze=False)
-    for ax, arch in zip(axes[0], archs):
-        part = curves[curves["arch"] == arch]
-        for (depth, shortcut), g in part.groupby(["depth", "shortcut"]):
-            mean = g.groupby("iteration")[["train_err", "test_err"]].mean()
-            c = colours[depth]
-            ax.plot(mean.index, mean["train_err"], color=c, lw=1, ls="--")
-            ax.plot(mean.index, mean["test_err"], color=c, lw=2.2, label=run_name(arch, depth, shortcut))
-        ax.set_title(ARCH_TITLES[arch])
-        ax.set_xlabel("iterations")
-        ax.grid(alpha=0.3)
-        ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
-    axes[0][0].set_ylabel("error (%)")
-    axes[0][0].set_ylim(bottom=0)
-    _footer(fig, provenance)
+    families = _families(curves)
+    colours = _depth_colours(curves["depth"].unique().tolist())
+    n_short = curves.loc[curves["arch"] == "resnet", "shortcut"].nunique() or 1
+    with paper_style():
+        fig, axes = _figure(len(families), columns, 1.55 if columns == 1 else 2.0, 0.45, sharey=True, sharex=True)
+        for ax, (arch, shortcut) in zip(axes, families):
+            part = curves[(curves["arch"] == arch) & ((curves["shortcut"] == shortcut) | (arch == "plain"))]
+            for depth, g in part.groupby("depth"):
+                _seed_band(ax, g, colours[depth])
+            ax.set_title(family_title(arch, shortcut, n_short))
+            ax.set_ylim(bottom=0)
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        _label_outer(axes, _grid(len(families), columns), "iterations", "error (%)")
+        depth_keys = [Line2D([], [], color=c, lw=TEST_LW, label=f"{d} layers") for d, c in colours.items()]
+        style_keys = [Line2D([], [], color="black", lw=TRAIN_LW, ls="--", label="train"),
+                      Line2D([], [], color="black", lw=TEST_LW, label="test"),
+                      Patch(color="black", alpha=0.2, lw=0, label="min–max over seeds")]
+        _legend_below(fig, depth_keys + style_keys, ncol=len(depth_keys) + 3 if columns == 2 else 3)
     return fig
 
 
-def error_vs_depth(runs: pd.DataFrame, provenance: str) -> plt.Figure:
-    """Final training and test error vs depth, plain vs residual: mean over seeds, bars for min..max."""
+def _label_outer(axes: np.ndarray, grid: tuple[int, int], xlabel: str, ylabel: str) -> None:
+    """Axis labels on the bottom row and the left column only (the panels share their axes)."""
+    rows, cols = grid
+    for i, ax in enumerate(axes):
+        if i + cols >= len(axes):
+            ax.set_xlabel(xlabel)
+            ax.tick_params(labelbottom=True)  # nothing below it: its shared ticks need labels
+        if i % cols == 0:
+            ax.set_ylabel(ylabel)
+
+
+def _seed_band(ax: plt.Axes, g: pd.DataFrame, colour: tuple) -> None:
+    """Mean over seeds as a line, min..max over seeds as a band: train dashed and thin, test bold."""
+    for metric, lw, ls, alpha in (("train_err", TRAIN_LW, "--", 0.12), ("test_err", TEST_LW, "-", 0.22)):
+        s = g.groupby("iteration")[metric].agg(["mean", "min", "max"])
+        ax.fill_between(s.index, s["min"], s["max"], color=colour, alpha=alpha, lw=0)
+        ax.plot(s.index, s["mean"], color=colour, lw=lw, ls=ls, gid=metric)
+
+
+def error_vs_depth(runs: pd.DataFrame, columns: int = 2) -> plt.Figure:
+    """Final training and test error vs depth per family: mean over seeds, bars min..max; He 2015 overlaid on CIFAR-10."""
     dataset = runs["dataset"].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
-    for ax, metric in zip(axes[0], ("train_err", "test_err")):
-        for (arch, shortcut), g in runs.groupby(["arch", "shortcut"]):
-            stats = g.groupby("depth")[metric].agg(["mean", "min", "max"])
-            err = [stats["mean"] - stats["min"], stats["max"] - stats["mean"]]
-            label = ARCH_TITLES.get(arch, arch) + (f" ({shortcut})" if arch == "resnet" and shortcut != "A" else "")
-            ax.errorbar(stats.index, stats["mean"], yerr=err, marker="o", capsize=3, label=label)
-            ref = paper_test_err(arch, dataset) if metric == "test_err" else {}
-            if ref:
-                ax.plot(list(ref), list(ref.values()), ls=":", marker="x", color="grey", label=f"{label}, He 2015")
-        ax.set_xlabel("depth (weighted layers)")
-        ax.set_ylabel(f"final {metric.replace('_err', '')} error (%)")
-        ax.set_xticks(sorted(runs["depth"].unique()))
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(title="mean over seeds, bars: min to max", fontsize=8, title_fontsize=8)
-    _footer(fig, provenance)
+    families = _families(runs)
+    n_short = runs.loc[runs["arch"] == "resnet", "shortcut"].nunique() or 1
+    handles = []
+    depths = runs["depth"].unique()
+    dodge = 0.012 * max(depths.max() - depths.min(), 40)  # side by side at one depth: bars never hide each other
+    with paper_style():
+        fig, axes = _figure(2, columns, 1.7 if columns == 1 else 2.1, 0.4)
+        for ax, metric in zip(axes, ("train_err", "test_err")):
+            for i, (arch, shortcut) in enumerate(families):
+                part = runs[(runs["arch"] == arch) & ((runs["shortcut"] == shortcut) | (arch == "plain"))]
+                s = part.groupby("depth")[metric].agg(["mean", "min", "max"])
+                colour = family_colour(arch, shortcut)
+                line = ax.errorbar(s.index + dodge * (i - (len(families) - 1) / 2), s["mean"], yerr=[s["mean"] - s["min"], s["max"] - s["mean"]], color=colour,
+                                   marker="o", ms=3, lw=1.2, capsize=2, label=family_title(arch, shortcut, n_short))
+                ref = paper_test_err(arch, dataset) if metric == "test_err" and shortcut == "A" else {}
+                if ref:
+                    ax.plot(list(ref), list(ref.values()), ls=":", marker="x", ms=3, lw=1, color=colour,
+                            label=f"{family_title(arch, shortcut, n_short)}, He 2015")
+                if metric == "train_err":
+                    handles.append(line)
+            ax.set_xlabel("depth (weighted layers)")
+            ax.set_ylabel(f"final {metric.removesuffix('_err')} error (%)")
+            ax.set_xticks(sorted(runs["depth"].unique()))
+            ax.set_ylim(bottom=0)
+        handles += [h for h in axes[1].get_legend_handles_labels()[0] if "He 2015" in h.get_label()]
+        _legend_below(fig, handles, ncol=min(len(handles), 4 if columns == 2 else 2))
     return fig
 
 
-def _footer(fig: plt.Figure, provenance: str) -> None:
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.text(0.01, 0.01, provenance, fontsize=7, color="dimgray")
+def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
+    """He 2015, Figure 7: std of each 3x3 layer's response, in the nets' order (top) and sorted (bottom).
+
+    A line per net (mean over its seeds; sorted per seed, then averaged by rank); plain nets in oranges,
+    ResNets in blues (greens, purples for options B, C), darker for deeper nets.
+    """
+    nets = responses[NET_KEYS].drop_duplicates().sort_values(NET_KEYS, key=_plain_first).itertuples(index=False)
+    nets = list(nets)
+    with paper_style():
+        fig, axes = _figure(2, 1, 1.45 if columns == 1 else 1.5, 0.6 if columns == 1 else 0.0)
+        fig.set_size_inches(WIDTHS_IN[columns], fig.get_size_inches()[1])
+        for arch, depth, shortcut in nets:
+            g = responses[(responses["arch"] == arch) & (responses["depth"] == depth) & (responses["shortcut"] == shortcut)]
+            style = dict(color=_shade(arch, shortcut, depth, responses), lw=1.0, ls="--" if arch == "plain" else "-",
+                         label=run_name(arch, depth, shortcut))
+            axes[0].plot(g.groupby("layer")["std"].mean(), **style)
+            ranked = g.sort_values("std", ascending=False).assign(rank=lambda d: d.groupby("run").cumcount())
+            axes[1].plot(ranked.groupby("rank")["std"].mean(), **style)
+        axes[0].set_xlabel("layer index (original)")
+        axes[1].set_xlabel("layer index (sorted by magnitude)")
+        for ax in axes:
+            ax.set_ylabel("std")
+            ax.set_ylim(bottom=0)
+        handles = axes[0].get_legend_handles_labels()[0]
+        if columns == 2:
+            fig.legend(handles=handles, loc="outside right upper", fontsize=SMALL_PT)
+        else:
+            _legend_below(fig, handles, ncol=3)
+    return fig
+
+
+def _plain_first(column: pd.Series) -> pd.Series:
+    return column.map({"plain": 0}).fillna(1) if column.name == "arch" else column
+
+
+def _shade(arch: str, shortcut: str, depth: int, frame: pd.DataFrame) -> tuple:
+    """Lighter for shallower nets of a family, darker for deeper ones."""
+    same = frame.loc[(frame["arch"] == arch) & ((frame["shortcut"] == shortcut) | (arch == "plain")), "depth"]
+    depths = sorted(same.unique())
+    if len(depths) == 1:
+        return family_colour(arch, shortcut)
+    return family_colour(arch, shortcut, 0.45 + 0.5 * depths.index(depth) / (len(depths) - 1))

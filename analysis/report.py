@@ -1,53 +1,160 @@
-"""``lab analyze``: summary and means tables (CSV, Markdown, LaTeX) and figures (PDF, PNG) of one study."""
+"""``lab analyze``: a study's tables (CSV, Markdown, LaTeX) and figures (PDF, PNG at two widths), with provenance.
+
+Provenance (study, runs, seeds, hardware, code version, dates) is kept out of the figures: it goes into a
+caption file beside each figure, into comment lines of each ``.tex`` table and into the ``README.md``
+of the analysis folder, which lists every file written.
+"""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import figures
-from analysis.runs import load_runs, means
+from analysis import figures, tables
+from analysis.responses import layer_responses
+from analysis.runs import NET_KEYS, load_runs
+
+SUMMARY_DROP = ["run_dir"]  # where records lay on the machine that analysed them: not a result
 
 
-def provenance(study: str, runs: pd.DataFrame) -> str:
-    """What was run, how many seeds, on what hardware, at which code version: printed under every figure."""
-    seeds = runs.groupby(["arch", "depth", "shortcut"])["seed"].nunique()
+def provenance(study: str, runs: pd.DataFrame, analysed: str | None = None) -> str:
+    """What was run, how many seeds, on what hardware, at which code version, and when."""
+    analysed = analysed or f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    seeds = runs.groupby(NET_KEYS)["seed"].nunique()
     seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    codes = ", ".join(sorted(set(runs["code_version"].astype(str))))
-    devices = ", ".join(sorted(set(runs["device_name"].astype(str))))
-    torches = ", ".join(sorted(set(runs["torch"].astype(str))))
-    return (
-        f"{study}: {len(runs)} runs on {runs['dataset'].iloc[0]}, {seed_text} seeds per net, "
-        f"{int(runs['steps'].max())} iterations; {devices}; torch {torches}; code {codes}"
+    nets = "; ".join(
+        f"{tables.net_label(a, d, s)} (seeds {', '.join(map(str, sorted(g['seed'])))})"
+        for (a, d, s), g in runs.groupby(NET_KEYS)
     )
+    steps = ", ".join(map(str, sorted(runs["steps"].astype(int).unique())))
+    return "\n".join([
+        f"study: {study}; {len(runs)} runs on {', '.join(sorted(set(runs['dataset'])))}, "
+        f"{seed_text} seeds per net, {steps} iterations",
+        f"nets: {nets}",
+        f"hardware: {_joined(runs['device_name'])}; torch {_joined(runs['torch'])}",
+        f"code version: {_joined(runs['code_version'])}",
+        f"runs finished {runs['finished'].min()} to {runs['finished'].max()}; "
+        f"analysed {analysed} by `lab analyze {study}`",
+    ])
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+def _joined(column: pd.Series) -> str:
+    return ", ".join(sorted(set(column.astype(str))))
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
-    paths = [out / f"{stem}.pdf", out / f"{stem}.png"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
+def _write_table(out: Path, stem: str, table: pd.DataFrame, md: tuple, tex: tuple, note: str) -> list[Path]:
+    """``stem.csv`` at full precision; ``stem.md`` and ``stem.tex`` from (cells, notes) as a reader sees them."""
+    paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
+    table.to_csv(paths[0], index=False)
+    paths[1].write_text(tables.markdown(*md))
+    paths[2].write_text(tables.latex(tex[0], note, tex[1]))
     return paths
+
+
+def _write_figure(out: Path, stem: str, draw, data: pd.DataFrame, caption: str, note: str) -> list[Path]:
+    """``stem-1col`` and ``stem-2col`` (PDF and PNG) and ``stem.caption.txt`` (caption, then provenance)."""
+    paths = []
+    for columns in (1, 2):
+        paths += figures.save(draw(data, columns), out / f"{stem}-{columns}col")
+    text = out / f"{stem}.caption.txt"
+    text.write_text(f"{caption}\n\nProvenance:\n{note}\n")
+    return paths + [text]
+
+
+def _captions(runs: pd.DataFrame) -> dict[str, str]:
+    seeds = runs.groupby(NET_KEYS)["seed"].nunique()
+    over = f"mean over {seeds.min()} seeds" if seeds.min() == seeds.max() else f"mean over {seeds.min()}-{seeds.max()} seeds"
+    data = runs["dataset"].iloc[0]
+    paper = " Dotted lines with crosses: He 2015 (Table 6; plain nets read off Figure 6)." if data == "cifar10" else ""
+    return {
+        "degradation": f"Training on {data} (cf. He 2015, Figure 6): dashed lines are training error (over the training "
+                       f"batches since the previous evaluation), bold lines test error; lines are the {over}, shaded "
+                       f"bands span the minimum to the maximum over seeds.",
+        "error_vs_depth": f"Final training (left/top) and test (right/bottom) error vs depth on {data}: {over}, error "
+                          f"bars from the minimum to the maximum over seeds.{paper}",
+        "layer_responses": f"Standard deviations of layer responses on the {data} test set (cf. He 2015, Figure 7): "
+                           f"the output of each 3x3 layer after BN and before the addition and ReLU, over all test "
+                           f"images, channels and positions, from each run's final checkpoint. Top: layers in the "
+                           f"net's order; bottom: sorted in descending order. Dashed: plain nets; solid: ResNets; "
+                           f"{over} (sorted per seed, then averaged by rank).",
+    }
+
+
+DESCRIPTIONS = {
+    "summary": "one row per finished run: final errors, parameters, iterations, wall time, hardware, code version "
+               "(full precision)",
+    "curves": "one row per evaluation of every run: train/val/test error and loss, lr; `iteration` is an integer",
+    "means": "mean ± std (ddof=1) over seeds per net",
+    "shortcuts": "He 2015 Table 3-style ablation: every net against the ResNet with option-A shortcuts at the same "
+                 "depth: difference of mean test error and Welch's t-test p-value, 'within seed noise' when p >= 0.05",
+    "table6": "He 2015 Table 6: our CIFAR-10 test error (mean ± std) next to the paper's",
+    "degradation": "He 2015 Figure 6: training (dashed) and test (bold) error vs iterations, min..max band over seeds",
+    "error_vs_depth": "final training and test error vs depth, bars min..max over seeds",
+    "layer_responses": "He 2015 Figure 7: std of every 3x3 layer's response on the test set, original order and sorted "
+                       "(`.csv`: per run and layer)",
+}
+
+
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0].removesuffix("-1col").removesuffix("-2col")
+
+
+def _readme(study: str, written: list[Path], notes: dict[str, str]) -> str:
+    """The analysis folder's front door: every file, what it holds, and its provenance."""
+    lines = [f"# Analysis of `{study}`", "", "Written by `lab analyze`; regenerate rather than edit.", "",
+             "| files | what they hold |", "| --- | --- |"]
+    for stem in dict.fromkeys(_stem(p) for p in written):
+        names = ", ".join(f"`{p.name}`" for p in written if _stem(p) == stem)
+        lines.append(f"| {names} | {DESCRIPTIONS.get(stem, '')} |")
+    lines += [
+        "",
+        "Figures come at two widths, drawn at that size (text >= 7 pt, TrueType fonts): `-1col` is 3.3 in wide "
+        "for `\\columnwidth`, `-2col` 6.9 in for `\\textwidth` of a two-column paper; `NAME.caption.txt` holds "
+        "each figure's caption and provenance. Tables are booktabs `tabular`s: `\\usepackage{booktabs}`, then "
+        "`\\input{shortcuts.tex}` inside a `table`; their provenance is in their first (comment) lines.",
+        "",
+    ]
+    for title, note in notes.items():
+        lines += [f"## Provenance: {title}", "", *[f"- {line}" for line in note.splitlines()], ""]
+    return "\n".join(lines)
 
 
 def write_report(runs_dir: Path, study: str, out: Path) -> list[Path]:
     """Write every table and figure of ``study`` into ``out``; returns the paths written."""
     runs, curves = load_runs(runs_dir, study)
     out.mkdir(parents=True, exist_ok=True)
-    table = means(runs)
-    written = [out / "summary.csv", out / "means.csv", out / "means.md", out / "means.tex"]
-    runs.to_csv(written[0], index=False, float_format="%.4g")
-    table.to_csv(written[1], index=False, float_format="%.4g")
-    written[2].write_text(_markdown(table))
-    written[3].write_text(table.to_latex(index=False, float_format="%.2f", na_rep="--"))
-    note = provenance(study, runs)
-    written += _save(figures.degradation(curves, note), out, "degradation")
-    written += _save(figures.error_vs_depth(runs, note), out, "error_vs_depth")
-    return written
+    analysed = f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    note = provenance(study, runs, analysed)
+    notes = {"all files unless stated below": note}
+    written = [out / "summary.csv", out / "curves.csv"]
+    runs.drop(columns=SUMMARY_DROP).to_csv(written[0], index=False)  # full precision: no float_format
+    curves.to_csv(written[1], index=False)
+    table = tables.means(runs)
+    cells = (tables.display_means(table), [])
+    written += _write_table(out, "means", table, cells, cells, note)
+    if tables.wants_shortcuts(runs):
+        table = tables.shortcuts(runs)
+        md, tex = tables.display_shortcuts(table), tables.display_shortcuts(table, tex=True)
+        written += _write_table(out, "shortcuts", table, md, tex, note)
+    if set(runs["dataset"]) == {"cifar10"}:
+        table = tables.table6(runs)
+        cells = tables.display_table6(table)
+        written += _write_table(out, "table6", table, cells, cells, note)
+    captions = _captions(runs)
+    written += _write_figure(out, "degradation", figures.degradation, curves, captions["degradation"], note)
+    written += _write_figure(out, "error_vs_depth", figures.error_vs_depth, runs, captions["error_vs_depth"], note)
+    responses, skipped = layer_responses(runs)
+    for line in skipped:
+        print(f"layer responses: left out {line}")
+    if not responses.empty:
+        used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed)
+        responses.to_csv(out / "layer_responses.csv", index=False)
+        written += [out / "layer_responses.csv"]
+        written += _write_figure(out, "layer_responses", figures.layer_responses, responses,
+                                 captions["layer_responses"], used)
+        if used != note:
+            notes["layer_responses"] = used
+    readme = out / "README.md"
+    readme.write_text(_readme(study, written, notes))
+    return written + [readme]

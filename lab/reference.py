@@ -11,8 +11,14 @@ CIFAR10_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727
 # Table 6: CIFAR-10 test error (%) of ResNets. 110 is the best of 5 runs (6.61 +- 0.16 mean).
 CIFAR10_RESNET_TEST_ERR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
 
+# Table 6 gives ResNet-110's best of 5 runs (above); the text beside it gives their mean and std.
+CIFAR10_RESNET110_RUNS = {"runs": 5, "mean": 6.61, "std": 0.16}
+
 # Figure 6 (left), read off at the end of training, approximate (+-0.3).
 CIFAR10_PLAIN_TEST_ERR = {20: 9.7, 32: 10.1, 44: 11.4, 56: 13.3}
+
+# Where the numbers of paper_test_err come from, for tables that print them beside ours.
+CIFAR10_TEST_ERR_SOURCE = {"resnet": "Table 6", "plain": "Figure 6, read off (±0.3)"}
 
 # Table 1 with option-B shortcuts (projections where dimensions increase): parameter counts equal to
 # torchvision's resnet18/34/50/101/152, and multiply-adds per 224x224 image ("FLOPs" in Table 1).
