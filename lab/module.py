@@ -100,6 +100,13 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def on_fit_start(self) -> None:
+        # On the CPU, oneDNN's convolutions run 1.2-1.5x faster on channels_last (NHWC) weights: measured
+        # on the digits nets (depth 20/32, options A and C, batch 128, one thread). On CUDA the layout is
+        # left to the fast path that measures it there.
+        if self.device.type == "cpu":
+            self.net.to(memory_format=torch.channels_last)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self.net(x)
