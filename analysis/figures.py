@@ -180,6 +180,7 @@ def error_vs_depth(runs: pd.DataFrame, columns: int = 2) -> plt.Figure:
                 line = ax.errorbar(s.index + dodge * (i - (len(families) - 1) / 2), s["mean"], yerr=[s["mean"] - s["min"], s["max"] - s["mean"]], color=colour,
                                    marker="o", ms=3, lw=1.2, capsize=2, label=family_title(arch, shortcut, n_short))
                 ref = paper_test_err(arch, dataset) if metric == "test_err" and shortcut == "A" else {}
+                ref = {d: e for d, e in ref.items() if depths.min() <= d <= depths.max()}  # the depths we ran
                 if ref:
                     ax.plot(list(ref), list(ref.values()), ls=":", marker="x", ms=3, lw=1, color=colour,
                             label=f"{family_title(arch, shortcut, n_short)}, He 2015")
@@ -197,9 +198,12 @@ def error_vs_depth(runs: pd.DataFrame, columns: int = 2) -> plt.Figure:
 def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
     """He 2015, Figure 7: std of each 3x3 layer's response, in the nets' order (top) and sorted (bottom).
 
-    A line per net (mean over its seeds; sorted per seed, then averaged by rank); plain nets in oranges,
-    ResNets in blues (greens, purples for options B, C), darker for deeper nets.
+    A line per net (mean over its seeds; sorted per seed, then averaged by rank); plain nets dashed in
+    oranges, ResNets in blues, darker for deeper nets. As in Figure 7, the ResNets are those with option-A
+    shortcuts when the study has them (options B and C stay in the data; greens and purples otherwise).
     """
+    if ((responses["arch"] == "resnet") & (responses["shortcut"] == "A")).any():
+        responses = responses[(responses["arch"] == "plain") | (responses["shortcut"] == "A")]
     nets = responses[NET_KEYS].drop_duplicates().sort_values(NET_KEYS, key=_plain_first).itertuples(index=False)
     nets = list(nets)
     with paper_style():
@@ -221,7 +225,7 @@ def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
         if columns == 2:
             fig.legend(handles=handles, loc="outside right upper", fontsize=SMALL_PT)
         else:
-            _legend_below(fig, handles, ncol=3)
+            _legend_below(fig, handles, ncol=2 if len(handles) <= 4 else 3)
     return fig
 
 

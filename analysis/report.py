@@ -76,7 +76,8 @@ def _captions(runs: pd.DataFrame) -> dict[str, str]:
         "layer_responses": f"Standard deviations of layer responses on the {data} test set (cf. He 2015, Figure 7): "
                            f"the output of each 3x3 layer after BN and before the addition and ReLU, over all test "
                            f"images, channels and positions, from each run's final checkpoint. Top: layers in the "
-                           f"net's order; bottom: sorted in descending order. Dashed: plain nets; solid: ResNets; "
+                           f"net's order; bottom: sorted in descending order. Dashed: plain nets; solid: ResNets (option A "
+                           f"where the study has it; every option is in layer_responses.csv); "
                            f"{over} (sorted per seed, then averaged by rank).",
     }
 
