@@ -12,7 +12,7 @@ from lab.records import METRICS_FILE, SUMMARY_FILE
 
 NET_KEYS = ["arch", "depth", "shortcut"]  # one net of a study; its runs differ only by seed
 COLUMNS = [
-    "run", *NET_KEYS, "seed", "style", "params", "train_err", "val_err", "test_err", "steps", "wall_s", "best_val_err",
+    "run", *NET_KEYS, "seed", "params", "train_err", "val_err", "test_err", "steps", "wall_s", "best_val_err", "style",
     "dataset", "images_per_s", "code_version", "device_name", "torch", "finished", "run_dir",
 ]
 

@@ -71,9 +71,10 @@ def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
     assert len(table) == POINTS and set(table["steps"]) == {10} and table["test_err"].between(0, 100).all()
     means = pd.read_csv(out / "means.csv")
     assert set(zip(means["arch"], means["seeds"])) == {("plain", 2), ("resnet", 2)}
-    for stem in ("degradation", "error_vs_depth"):
-        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
-        assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+    for stem in ("degradation", "error_vs_depth", "layer_responses"):  # one- and two-column widths
+        for width in ("1col", "2col"):
+            assert (out / f"{stem}-{width}.pdf").read_bytes().startswith(b"%PDF")
+            assert (out / f"{stem}-{width}.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
