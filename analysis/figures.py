@@ -107,7 +107,7 @@ def _figure(panels: int, columns: int, panel_height_in: float, legend_in: float,
 
 def _legend_below(fig: plt.Figure, handles: list, ncol: int) -> None:
     """Outside every axes, under them: a legend never covers a curve."""
-    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=SMALL_PT, handlelength=2.2,
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=SMALL_PT, handlelength=2.0,
                columnspacing=1.2)
 
 
@@ -139,7 +139,8 @@ def degradation(curves: pd.DataFrame, columns: int = 2) -> plt.Figure:
         style_keys = [Line2D([], [], color="black", lw=TRAIN_LW, ls="--", label="train"),
                       Line2D([], [], color="black", lw=TEST_LW, label="test"),
                       Patch(color="black", alpha=0.2, lw=0, label="min–max over seeds")]
-        _legend_below(fig, depth_keys + style_keys, ncol=len(depth_keys) + 3 if columns == 2 else 3)
+        keys = depth_keys + style_keys
+        _legend_below(fig, keys, ncol=(len(keys) if len(keys) <= 6 else -(-len(keys) // 2)) if columns == 2 else 3)
     return fig
 
 
