@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from analysis.runs import NET_KEYS
+from analysis.tables import plain_first
 from lab.nets import run_name
 from lab.reference import paper_test_err
 
@@ -205,7 +206,7 @@ def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
     """
     if ((responses["arch"] == "resnet") & (responses["shortcut"] == "A")).any():
         responses = responses[(responses["arch"] == "plain") | (responses["shortcut"] == "A")]
-    nets = responses[NET_KEYS].drop_duplicates().sort_values(NET_KEYS, key=_plain_first).itertuples(index=False)
+    nets = responses[NET_KEYS].drop_duplicates().sort_values(NET_KEYS, key=plain_first).itertuples(index=False)
     nets = list(nets)
     with paper_style():
         fig, axes = _figure(2, 1, 1.45 if columns == 1 else 1.5, 0.6 if columns == 1 else 0.0)
@@ -228,10 +229,6 @@ def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
         else:
             _legend_below(fig, handles, ncol=2 if len(handles) <= 4 else 3)
     return fig
-
-
-def _plain_first(column: pd.Series) -> pd.Series:
-    return column.map({"plain": 0}).fillna(1) if column.name == "arch" else column
 
 
 def _shade(arch: str, shortcut: str, depth: int, frame: pd.DataFrame) -> tuple:

@@ -15,11 +15,9 @@ import yaml
 from torch import nn
 
 from lab import nets
-from lab.config import Config, ConfigError, from_dict
-from lab.data import EvalBatches, load_dataset
+from lab.config import Config, ConfigError, ModelConfig, from_dict
+from lab.data import TENSOR_SHAPES, EvalBatches, load_dataset
 from lab.records import CHECKPOINT_FILE, CONFIG_FILE
-
-DATASETS = ("digits", "cifar10", "cifar100")  # what lab.data loads with a test split
 EVAL_BATCH = 500
 
 
@@ -60,11 +58,9 @@ def response_stds(net: nn.Module, batches: EvalBatches) -> list[float]:
     return ((squares - total * total / n) / (n - 1)).clamp_min(0).sqrt().tolist()
 
 
-def _load_net(run_dir: Path, raw: dict, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
+def _load_net(run_dir: Path, m: ModelConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
     """The run's net with the weights of its final checkpoint (Lightning's ``state_dict``, keys ``net.*``)."""
-    m = raw["model"]
-    style = {"style": m["style"]} if "style" in m else {}
-    net = nets.build_net(nets.NetConfig(m["arch"], m["depth"], m["shortcut"], in_channels, num_classes, **style))
+    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, in_channels, num_classes, m.style))
     state = torch.load(run_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.to(device)
@@ -80,20 +76,20 @@ def layer_responses(runs: pd.DataFrame, device: str | None = None) -> tuple[pd.D
     rows, notes, datasets = [], [], {}
     for run in runs.itertuples():
         run_dir = Path(run.run_dir)
-        raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
-        if raw["data"]["name"] not in DATASETS or not (run_dir / CHECKPOINT_FILE).is_file():
-            notes.append(f"{run.run}: no {CHECKPOINT_FILE}" if raw["data"]["name"] in DATASETS
-                         else f"{run.run}: dataset {raw['data']['name']} has no test split that lab.data loads here")
+        cfg = from_dict(Config, yaml.safe_load((run_dir / CONFIG_FILE).read_text()))
+        if cfg.data.name not in TENSOR_SHAPES or not (run_dir / CHECKPOINT_FILE).is_file():
+            notes.append(f"{run.run}: no {CHECKPOINT_FILE}" if cfg.data.name in TENSOR_SHAPES
+                         else f"{run.run}: dataset {cfg.data.name} has no test split that lab.data loads here")
             continue
-        key = json.dumps(raw["data"], sort_keys=True)
+        key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
         try:
             if key not in datasets:
-                datasets[key] = load_dataset(from_dict(Config, raw).data).to(device)
+                datasets[key] = load_dataset(cfg.data).to(device)
         except ConfigError as e:
             notes.append(f"{run.run}: {e}")
             continue
         data = datasets[key]
-        net = _load_net(run_dir, raw, data.in_channels, data.num_classes, device)
+        net = _load_net(run_dir, cfg.model, data.in_channels, data.num_classes, device)
         stds = response_stds(net, EvalBatches(data.test, data.mean, data.std, EVAL_BATCH))
         names = [name for name, _ in response_layers(net)]
         rows += [{"run": run.run, "arch": run.arch, "depth": run.depth, "shortcut": run.shortcut, "seed": run.seed,

@@ -20,9 +20,10 @@ COLUMNS = [
 def _row(path: Path) -> dict:
     summary = json.loads(path.read_text())
     hardware = summary.get("hardware", {})
-    # summary.json is written last and once (lab.records): its time is when the run finished.
-    finished = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    extra = {"device_name": hardware.get("device_name"), "torch": hardware.get("torch"), "finished": finished,
+    # Records written before summaries carried their time: summary.json is written last and once (lab.records).
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    extra = {"device_name": hardware.get("device_name"), "torch": hardware.get("torch"),
+             "finished": summary.get("finished", mtime),
              "run_dir": str(path.parent)}
     return {k: {**summary, **extra}.get(k) for k in COLUMNS}
 

@@ -88,10 +88,10 @@ def shortcuts(runs: pd.DataFrame) -> pd.DataFrame:
         notes.append(_note(p, is_ref, not ref.empty))
     table.insert(2, "net", [net_label(a, d, s, True) for a, d, s in zip(table["arch"], table["depth"], table["shortcut"])])
     table["test_err_diff_vs_A"], table["p_vs_A"], table["note"] = diffs, pvalues, notes
-    return table.sort_values(["depth", "arch", "shortcut"], key=_plain_first, ignore_index=True)
+    return table.sort_values(["depth", "arch", "shortcut"], key=plain_first, ignore_index=True)
 
 
-def _plain_first(column: pd.Series) -> pd.Series:
+def plain_first(column: pd.Series) -> pd.Series:
     """Sort key: within a depth, plain before resnet (Table 3's order: plain-34, ResNet-34 A, B, C)."""
     return column.map({"plain": 0, "resnet": 1}) if column.name == "arch" else column
 

@@ -66,9 +66,15 @@ class SweepSpec:
         ]:
             if not isinstance(match, dict) or not match or set(match) - set(self.grid):
                 raise ConfigError(f"{where}: expected a mapping of grid keys ({', '.join(self.grid) or 'none'}) to values")
+            for key, value in match.items():  # a typo ('Plain', "110") would otherwise match nothing, silently
+                unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in self.grid[key]]
+                if unknown:
+                    raise ConfigError(f"{where}.{key}: {_quote(unknown)} not among the grid's values {_quote(self.grid[key])}")
         for i, rule in enumerate(self.when):
             if set(rule) != {"match", "set"} or not isinstance(rule["set"], dict) or set(rule["set"]) & set(self.grid):
                 raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
+            if any(str(k).startswith("track.") for k in rule["set"]):
+                raise ConfigError(f"when[{i}].set: track.* says where records go, the same for every trial of a study")
         if not self.grid and not self.search:
             raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
         if self.grid and self.n_trials is not None:
@@ -85,13 +91,19 @@ class SweepSpec:
         """The ``when`` settings that apply to ``point``, later rules winning."""
         return {k: v for rule in self.when if _matches(point, rule["match"]) for k, v in rule["set"].items()}
 
-    def overrides(self, point: dict[str, Any]) -> dict[str, Any]:
-        """What a grid point sets in the recipe: its values and the settings that come with them."""
-        return {**point, **self.settings(point)}
+    def overrides(self, point: dict[str, Any], cli: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a trial sets in the recipe, later winning: ``fixed``, the point's ``when`` settings,
+        the command line's overrides, the grid point itself, the searched values."""
+        return {**self.fixed, **self.settings(point), **(cli or {}), **point, **(params or {})}
 
     @property
     def total(self) -> int:
         return len(self.grid_points()) if self.grid else self.n_trials
+
+
+def _quote(values: Any, limit: int = 80) -> str:
+    text = repr(values)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _matches(point: dict[str, Any], match: dict[str, Any]) -> bool:
@@ -124,8 +136,18 @@ def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
         recipe = read_yaml(find_recipe(spec.recipe, path))
         if spec.grid and not spec.grid_points():
             raise ConfigError("exclude: leaves no grid point to run")
-        for point in spec.grid_points() or [{}]:
-            make_config(recipe, {**spec.fixed, **spec.overrides(point), **_search_example(spec)})
+        for rule in spec.when:  # a rule for points all excluded is checked too: it may name a field that is not there
+            if not any(_matches(p, rule["match"]) for p in spec.grid_points()):
+                make_config(recipe, spec.overrides(spec.grid_points()[0], params={**_search_example(spec), **rule["set"]}))
+        names: dict[str, dict] = {}
+        for point, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, {})):
+            if run in names and not run.endswith("-t#"):
+                raise ConfigError(
+                    f"grid: points {names[run]} and {point} are the same run {run!r}"
+                    + (" (a plain net has no shortcut)" if run.startswith("plain-") else "")
+                    + "; leave one out with exclude, e.g. exclude: [{model.arch: plain, model.shortcut: [B, C]}]"
+                )
+            names[run] = point
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
     return path.stem, spec, recipe
@@ -144,14 +166,21 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
 
 
-def planned_trials(spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(run name, config) of every trial the sweep would run; searched values shown at their lower bound."""
+def planned_trials(spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(run name, config) of every trial the sweep would run; searched values shown at their lower bound.
+
+    Runs whose name the grid does not fix end in ``-t#``: the Optuna trial number, given when the trial starts.
+    """
     example = _search_example(spec)
-    configs = [make_config(recipe, {**overrides, **spec.overrides(p), **example}) for p in spec.grid_points() or [{}]]
+    configs = [make_config(recipe, spec.overrides(p, cli, example)) for p in spec.grid_points() or [{}]]
     if not spec.grid:
-        return [(f"{configs[0].run_name}-t{i}", configs[0]) for i in range(spec.n_trials)]
-    named = not spec.search and set(spec.grid) <= NAMING_KEYS
-    return [(c.run_name if named else f"{c.run_name}-p{i}", c) for i, c in enumerate(configs)]
+        return [(f"{configs[0].run_name}-t#", configs[0]) for _ in range(spec.n_trials)]
+    return [(c.run_name if _plain_name(spec) else f"{c.run_name}-t#", c) for c in configs]
+
+
+def _plain_name(spec: SweepSpec) -> bool:
+    """Whether a run's paper-like name (``resnet-110-B-s0``) tells its trial from every other of the sweep."""
+    return not spec.search and set(spec.grid) <= NAMING_KEYS
 
 
 def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
@@ -161,7 +190,7 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
     from lab import nets
     from lab.data import input_shape
 
-    trials = planned_trials(spec, recipe, {**spec.fixed, **overrides})
+    trials = planned_trials(spec, recipe, overrides)
     cost: dict[tuple, tuple[int, int]] = {}
     rows, total_macs = [], 0.0
     for run, config in trials:
@@ -271,8 +300,8 @@ class Sweep:
         import optuna
 
         self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out
-        self.overrides = {**spec.fixed, **(overrides or {}), "track.study": name}
-        runs_dir = Path(make_config(recipe, self.overrides).track.runs_dir)
+        self.cli = {**(overrides or {}), "track.study": name}  # the command line's overrides, for every trial
+        runs_dir = Path(make_config(recipe, spec.overrides({}, self.cli)).track.runs_dir)
         self.study_dir = runs_dir / name
         self.log_dir = self.study_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -303,14 +332,12 @@ class Sweep:
 
     def _check_same_base(self) -> None:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
-        base = make_config(self.recipe, self.overrides).to_dict()
+        base = make_config(self.recipe, self.spec.overrides({}, self.cli)).to_dict()
         del base["track"]  # where records go and how W&B mirrors them may differ between machines
-        per_point = [k for rule in self.spec.when for k in rule["set"]]
-        for key in (*self.spec.grid, *self.spec.search, *per_point):
+        for key in (*self.spec.grid, *self.spec.search):
             section, _, name = key.partition(".")
             base[section].pop(name, None)
-        if self.spec.when:  # the per-point settings are part of what a study is
-            base["when"] = {"rules": self.spec.when}
+        self._check_same_settings()
         stored = self.study.user_attrs.get("base_config")
         if stored is None:
             self.study.set_user_attr("base_config", base)
@@ -323,6 +350,23 @@ class Sweep:
                 f"study {self.name!r} was started with other settings ({', '.join(changed) or 'fields'} differ); "
                 f"put them back, or give the changed sweep a new name so the studies stay apart"
             )
+
+    def _check_same_settings(self) -> None:
+        """Refuse ``when`` rules changed for points the study already has; rules for new points are fine."""
+        in_grid = {_grid_key(p) for p in self.spec.grid_points()}
+        for t in self.study.get_trials(deepcopy=False):
+            point = t.user_attrs.get("grid")
+            if point is None or _grid_key(point) not in in_grid or t.state.name not in ("COMPLETE", "RUNNING", "WAITING"):
+                continue
+            before, now = t.user_attrs.get("settings", {}), self.spec.settings(point)
+            if before != now:
+                raise ConfigError(
+                    f"study {self.name!r} ran {point} with other per-point settings ({_quote(before)}, now "
+                    f"{_quote(now)}); put the when rules back, or give the changed sweep a new name so the studies stay apart"
+                )
+
+    def _enqueue(self, point: dict[str, Any]) -> None:
+        self.study.enqueue_trial({}, user_attrs={"grid": point, "settings": self.spec.settings(point)})
 
     # --- the study's state -------------------------------------------------------------
 
@@ -367,7 +411,7 @@ class Sweep:
         # when the short trials come last (longest-processing-time-first scheduling).
         missing.sort(key=lambda p: -p.get("model.depth", 0))
         for point in missing:
-            self.study.enqueue_trial({}, user_attrs={"grid": point})
+            self._enqueue(point)
         return len(missing)
 
     def counts(self) -> dict[str, int]:
@@ -415,7 +459,7 @@ class Sweep:
 
         with self.lock:
             for point in self._reap_stale():
-                self.study.enqueue_trial({}, user_attrs={"grid": point})
+                self._enqueue(point)
             while self._budget_left():
                 trial = self.study.ask()
                 point = trial.user_attrs.get("grid", {})
@@ -427,15 +471,14 @@ class Sweep:
                 trial.set_user_attr("heartbeat", time.time())
                 params = {k: _suggest(trial, k, d) for k, d in self.spec.search.items()}
                 try:
-                    config = make_config(self.recipe, {**self.overrides, **self.spec.overrides(point), **params})
+                    config = make_config(self.recipe, self.spec.overrides(point, self.cli, params))
                 except ConfigError as e:  # a sampled value the recipe rejects: this trial fails, the sweep goes on
                     self.failed += 1
                     trial.set_user_attr("failure", str(e))
                     self.study.tell(trial, state=TrialState.FAIL)
                     self.progress(f"trial {trial.number} FAILED: {e}")
                     continue
-                plain_name = not params and set(point) <= NAMING_KEYS
-                run_name = config.run_name if plain_name else f"{config.run_name}-t{trial.number}"
+                run_name = config.run_name if _plain_name(self.spec) else f"{config.run_name}-t{trial.number}"
                 trial.set_user_attr("run", run_name)
                 return Claim(trial, config, run_name)
         return None

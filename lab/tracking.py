@@ -133,7 +133,7 @@ def make_wandb_logger(config: Config, run_dir: Path, run_name: str, run_id: str 
     import wandb
 
     m = config.model
-    tags = [m.arch, f"depth-{m.depth}", f"shortcut-{m.shortcut}", config.data.name]
+    tags = [m.arch, f"depth-{m.depth}", f"shortcut-{m.shortcut}", f"{m.style}-style", config.data.name]
     for attempt in (mode, "offline") if mode == "online" else (mode,):
         logger = WandbLogger(
             name=run_name,

@@ -168,6 +168,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
         "warmup_ended": module.schedule.warmup_ended,  # the iteration lr went from warmup_lr to lr; None: no warm-up
         "steps": trainer.global_step,
         "wall_s": round(wall_s, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # survives copying run folders together
         "images_per_s": round(trainer.global_step * config.optim.batch_size / wall_s, 1),
         "code_version": code_version(),
         "hardware": hardware(device),

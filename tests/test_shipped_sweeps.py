@@ -6,9 +6,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from lab.config import make_config
 from tests.conftest import ROOT, lab, write_cifar10, write_imagefolder
 
 SHIPPED = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
@@ -49,13 +51,23 @@ def test_shipped_sweep_runs_end_to_end(tmp_path, sweep):
     else:
         assert len(summaries) == spec["n_trials"]
     assert Counter(s["steps"] for s in summaries.values()) == Counter({2: len(summaries)})
-    for when in spec.get("when", []):  # per-point settings reached exactly the matching runs
+    recipe = make_config(yaml.safe_load((ROOT / "experiments" / f"{spec['recipe']}.yaml").read_text()), spec.get("fixed"))
+    for when in spec.get("when", []):  # per-point settings reached exactly the matching runs; the others kept the recipe's
         for summary in summaries.values():
-            matched = all(summary["config"][k.split(".")[0]][k.split(".")[1]] in (v if isinstance(v, list) else [v])
-                          for k, v in when["match"].items())
-            applied = all(summary["config"][k.split(".")[0]][k.split(".")[1]] == v for k, v in when["set"].items())
-            assert applied if matched else True, (summary["run"], when)
+            field = lambda config, key: config[key.split(".")[0]][key.split(".")[1]]  # noqa: E731
+            matched = all(field(summary["config"], k) in (v if isinstance(v, list) else [v]) for k, v in when["match"].items())
+            for key, value in when["set"].items():
+                expected = value if matched else field(recipe.to_dict(), key)
+                assert field(summary["config"], key) == expected, (summary["run"], key)
 
     analyzed = lab("analyze", sweep, "--runs-dir", "runs", cwd=tmp_path)
     assert analyzed.returncode == 0, analyzed.stderr
-    assert (runs / "analysis" / "summary.csv").is_file()
+    out = runs / "analysis"
+    assert len(pd.read_csv(out / "summary.csv")) == len(summaries)
+    if "ablation" in sweep:  # the Table 3-style comparison of shortcut options, plain included
+        table = pd.read_csv(out / "shortcuts.csv")
+        assert {"A", "B", "C"} <= set(table["shortcut"]) and "plain" in set(table["arch"])
+        assert "p_vs_A" in table.columns
+    if summaries and next(iter(summaries.values()))["dataset"] == "cifar10" and "depth" in sweep:
+        table6 = pd.read_csv(out / "table6.csv")  # ours beside He 2015 Table 6, for every net the paper reports
+        assert set(table6["net"]) >= {"resnet-20", "resnet-110", "plain-56"}, table6

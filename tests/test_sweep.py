@@ -189,6 +189,16 @@ def test_tpe_search_samples_hyperparameters(tmp_path):
         ("recipe: tiny\ngrid: {model.depth: [8]}\nwhen: [{match: {model.depth: 8}, set: {model.depth: 14}}]\n", "setting no grid key"),
         ("recipe: tiny\ngrid: {model.depth: [8, 14]}\nwhen: [{match: {model.depth: 14}, set: {optim.milestones: [99]}}]\n",
          "optim.milestones: [99] go past optim.max_steps=10"),
+        ("recipe: tiny\ngrid: {model.arch: [plain, resnet]}\nexclude: [{model.arch: Plain}]\n",
+         "exclude[0].model.arch: ['Plain'] not among the grid's values ['plain', 'resnet']"),
+        ("recipe: tiny\ngrid: {model.depth: [8, 14]}\nwhen: [{match: {model.depth: '14'}, set: {optim.lr: 0.01}}]\n",
+         "when[0].match.model.depth: ['14'] not among the grid's values [8, 14]"),
+        ("recipe: tiny\ngrid: {model.depth: [8, 14]}\nexclude: [{model.depth: 14}]\nwhen: [{match: {model.depth: 14}, set: {optim.nope: 1}}]\n",
+         "optim.nope: unknown key"),
+        ("recipe: tiny\ngrid: {model.depth: [8]}\nwhen: [{match: {model.depth: 8}, set: {track.study: x}}]\n",
+         "when[0].set: track.* says where records go"),
+        ("recipe: tiny\ngrid: {model.arch: [plain, resnet], model.shortcut: [A, B]}\n",
+         "are the same run 'plain-8-s0' (a plain net has no shortcut); leave one out with exclude"),
     ],
 )
 def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, sweep_text, message):
@@ -249,18 +259,34 @@ def test_exclude_and_per_point_settings(tmp_path, monkeypatch):
                        "resnet-14-s0": (0.01, 4), "resnet-14-B-s0": (0.01, 2)}
 
 
-def test_a_study_refuses_changed_per_point_settings(tmp_path, monkeypatch):
+def test_a_study_refuses_changed_per_point_settings_but_takes_rules_for_new_points(tmp_path, monkeypatch):
     from lab.config import ConfigError
     from lab.sweep import Sweep, load_sweep
 
     sweep = {"grid": {"model.depth": [8, 14]}, "when": [{"match": {"model.depth": 14}, "set": {"optim.lr": 0.05}}]}
     monkeypatch.chdir(write_project(tmp_path, sweep))
     name, spec, recipe = load_sweep("tiny")
-    Sweep(name, spec, recipe)
+    Sweep(name, spec, recipe)._enqueue_missing()
     Sweep(name, spec, recipe)  # the same spec again: resumes
+    with pytest.raises(ConfigError, match=r"other settings \(optim.lr differ\)"):  # what the depth-8 points run with
+        Sweep(name, spec, recipe, overrides={"optim.lr": 0.5})
     spec.when[0]["set"]["optim.lr"] = 0.2
-    with pytest.raises(ConfigError, match=r"other settings \(when.rules differ\)"):
+    with pytest.raises(ConfigError, match=r"ran \{'model.depth': 14\} with other per-point settings"):
         Sweep(name, spec, recipe)
+    spec.when[0]["set"]["optim.lr"] = 0.05
+    spec.grid["model.depth"].append(20)  # a new point that brings a rule of its own (ResNet-110's warm-up, say)
+    spec.when.append({"match": {"model.depth": 20}, "set": {"optim.warmup_lr": 0.01, "optim.warmup_steps": 2}})
+    Sweep(name, spec, recipe)
+
+
+def test_command_line_overrides_reach_every_trial_also_where_a_rule_sets_the_key(tmp_path, monkeypatch):
+    from lab.sweep import load_sweep, planned_trials
+
+    sweep = {"grid": {"model.depth": [8, 14]}, "when": [{"match": {"model.depth": 14}, "set": {"optim.lr": 0.05}}]}
+    monkeypatch.chdir(write_project(tmp_path, sweep))
+    _, spec, recipe = load_sweep("tiny")
+    assert [c.optim.lr for _, c in planned_trials(spec, recipe, {})] == [TINY_RECIPE["optim"]["lr"], 0.05]
+    assert [c.optim.lr for _, c in planned_trials(spec, recipe, {"optim.lr": 0.3})] == [0.3, 0.3]
 
 
 def test_dry_run_lists_table_6_nets_and_writes_nothing(tmp_path):
