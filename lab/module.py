@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.config import DataConfig, OptimConfig
 from lab import imagefolder
+from lab.config import DataConfig, OptimConfig
 from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
 
 EVAL_BATCH = 1000
@@ -127,9 +127,10 @@ class Classifier(pl.LightningModule):
         prefix = EVAL_SETS[dataloader_idx]
         log = dict(batch_size=len(y), add_dataloader_idx=False)
         self.log(f"{prefix}_loss", F.cross_entropy(logits, y), **log)
-        self.log(f"{prefix}_err", (logits.argmax(1) != y).float().mean() * 100, **log)
+        wrong = logits.argmax(1) != y
+        self.log(f"{prefix}_err", wrong.float().mean() * 100, **log)
         if prefix == "val":
-            self._val_wrong = self._val_wrong + (logits.argmax(1) != y).sum()
+            self._val_wrong = self._val_wrong + wrong.sum()
             self._val_seen += len(y)
 
     def on_validation_epoch_end(self) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import ConfigError, from_dict, make_config, read_yaml
+from lab.config import Config, ConfigError, from_dict, make_config, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
@@ -341,13 +341,20 @@ class Sweep:
         stored = self.study.user_attrs.get("base_config")
         if stored is None:
             self.study.set_user_attr("base_config", base)
-        elif stored != base:
-            changed = sorted(
-                f"{section}.{k}" for section in {*base, *stored} for k in {*base.get(section, {}), *stored.get(section, {})}
-                if stored.get(section, {}).get(k) != base.get(section, {}).get(k)
-            )
+            return
+        # A field that a newer lab added is absent from older studies: it counts as its default there.
+        defaults = Config().to_dict()
+
+        def value(config: dict, section: str, key: str) -> Any:
+            return config.get(section, {}).get(key, defaults.get(section, {}).get(key))
+
+        changed = sorted(
+            f"{section}.{k}" for section in {*base, *stored} for k in {*base.get(section, {}), *stored.get(section, {})}
+            if value(stored, section, k) != value(base, section, k)
+        )
+        if changed:
             raise ConfigError(
-                f"study {self.name!r} was started with other settings ({', '.join(changed) or 'fields'} differ); "
+                f"study {self.name!r} was started with other settings ({', '.join(changed)} differ); "
                 f"put them back, or give the changed sweep a new name so the studies stay apart"
             )
 

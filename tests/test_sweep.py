@@ -233,6 +233,11 @@ def test_a_study_refuses_a_changed_recipe(tmp_path, monkeypatch):
     changed = {**recipe, "optim": {**recipe["optim"], "lr": 0.05}}
     with pytest.raises(ConfigError, match=r"'tiny' was started with other settings \(optim.lr differ\)"):
         Sweep(name, spec, changed)
+    older = Sweep(name, spec, recipe).study  # a study started before lab had model.style and data.scale
+    stored = older.user_attrs["base_config"]
+    del stored["model"]["style"], stored["data"]["scale"]
+    older.set_user_attr("base_config", stored)
+    Sweep(name, spec, recipe)  # their defaults are what that study ran with
     more_seeds = load_sweep("tiny")[1]
     more_seeds.grid["train.seed"] = [0, 1, 2]  # growing the grid is fine
     Sweep(name, more_seeds, recipe)
