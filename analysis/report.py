@@ -39,6 +39,10 @@ def provenance(study: str, runs: pd.DataFrame, analysed: str | None = None) -> s
     ])
 
 
+def _quote_first(notes: list[str], shown: int = 2) -> str:
+    return "; ".join(notes[:shown]) + (f"; and {len(notes) - shown} more" if len(notes) > shown else "")
+
+
 def _joined(column: pd.Series) -> str:
     return ", ".join(sorted(set(column.astype(str))))
 
@@ -146,8 +150,8 @@ def write_report(runs_dir: Path, study: str, out: Path) -> list[Path]:
     written += _write_figure(out, "degradation", figures.degradation, curves, captions["degradation"], note)
     written += _write_figure(out, "error_vs_depth", figures.error_vs_depth, runs, captions["error_vs_depth"], note)
     responses, skipped = layer_responses(runs)
-    for line in skipped:
-        print(f"layer responses: left out {line}")
+    if skipped:  # one line, not one per run: a study of 27 ImageFolder runs would print 27
+        print(f"layer responses: left out {len(skipped)} of {len(runs)} runs ({_quote_first(skipped)})")
     if not responses.empty:
         used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed)
         responses.to_csv(out / "layer_responses.csv", index=False)

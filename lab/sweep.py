@@ -210,6 +210,9 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
     print(f"[{name}] dry run: {_plural(len(trials), 'trial')}; nothing is run or written", file=out)
     for row in [header, *rows]:
         print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))), file=out)
+    absent = sorted({c.data.data_dir for _, c in trials if c.data.name == "imagefolder" and not (Path(c.data.data_dir) / "train").is_dir()})
+    if absent:  # imagefolder_shape falls back to ImageNet's classes; say so rather than count silently
+        print(f"[{name}] no {', '.join(absent)}/train here: counted with ImageNet's 1,000 classes", file=out)
     searched = f"; searched ({', '.join(spec.search)}) shown at their lower bounds" if spec.search else ""
     print(f"[{name}] total: {_plural(len(trials), 'trial')}, {_plural(len(cost), 'distinct net')}, "
           f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
