@@ -2,10 +2,12 @@
 
 Provenance (study, runs, seeds, hardware, code version, dates) is kept out of the figures: it goes into a
 caption file beside each figure, into comment lines of each ``.tex`` table and into the ``README.md``
-of the analysis folder, which lists every file written.
+of the analysis folder, which lists every file written. Runs left out (failed ones, and with ``--partial`` the
+records that could not be read) are named there and counted in the provenance.
 """
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pandas as pd
 
 from analysis import figures, tables
 from analysis.responses import layer_responses
-from analysis.runs import NET_KEYS, load_runs
+from analysis.runs import NET_KEYS, RecordProblems, no_runs, read_study
 
 SUMMARY_DROP = ["run_dir"]  # where records lay on the machine that analysed them: not a result
 
@@ -105,7 +107,14 @@ def _stem(path: Path) -> str:
     return path.name.split(".")[0].removesuffix("-1col").removesuffix("-2col")
 
 
-def _readme(study: str, written: list[Path], notes: dict[str, str]) -> str:
+def _failed_line(failed: list[tuple[str, str]], shown: int | None = None) -> str:
+    """``left out 2 failed runs: RUN (diverged at iteration 37), ...``: every one of them, or the first ``shown``."""
+    named = ", ".join(f"{r} ({why})" for r, why in failed[:shown])
+    more = f", and {len(failed) - shown} more" if shown is not None and len(failed) > shown else ""
+    return f"left out {len(failed)} failed run{'s' * (len(failed) != 1)}: {named}{more}"
+
+
+def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: list[str] = ()) -> str:
     """The analysis folder's front door: every file, what it holds, and its provenance."""
     lines = [f"# Analysis of `{study}`", "", "Written by `lab analyze`; regenerate rather than edit.", "",
              "| files | what they hold |", "| --- | --- |"]
@@ -120,17 +129,43 @@ def _readme(study: str, written: list[Path], notes: dict[str, str]) -> str:
         "`\\input{shortcuts.tex}` inside a `table`; their provenance is in their first (comment) lines.",
         "",
     ]
+    if left_out:
+        lines += ["## Left out", "", *[f"- {line}" for line in left_out], ""]
     for title, note in notes.items():
         lines += [f"## Provenance: {title}", "", *[f"- {line}" for line in note.splitlines()], ""]
     return "\n".join(lines)
 
 
-def write_report(runs_dir: Path, study: str, out: Path) -> list[Path]:
-    """Write every table and figure of ``study`` into ``out``; returns the paths written."""
-    runs, curves = load_runs(runs_dir, study)
+def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = None, partial: bool = False) -> list[Path]:
+    """Write every table and figure of ``study`` into ``out``; returns the paths written.
+
+    Failed runs (``failure.json``, no summary) are left out and counted in the README and provenance. A record
+    that cannot be read, or a complete trial of the study (``storage``, see ``read_study``) without its run,
+    raises ``RecordProblems`` before anything is written; with ``partial`` the report is written from the
+    runs that are there, and the README says what was left out.
+    """
+    found = read_study(runs_dir, study, storage)
+    if found.problems and not partial:
+        raise RecordProblems(study, found.problems)
+    runs, curves = found.runs, found.curves
+    for problem in found.problems:  # --partial: said, then left out
+        print(f"lab analyze: {problem}", file=sys.stderr)
+    if runs.empty:
+        raise no_runs(runs_dir, study, found.failed)
+    left_out, extra = [], ""  # lines of the README's "Left out"; lines added to every provenance note
+    if found.failed:
+        left_out.append(_failed_line(found.failed))
+        extra += "\n" + _failed_line(found.failed)
+        print(f"lab analyze: {_failed_line(found.failed, shown=3)}", file=sys.stderr)  # one line, however many
+    if found.problems:
+        left_out += [f"left out (--partial): {p}" for p in found.problems]
+        extra += (f"\nanalysed with --partial: left out {len(found.problems)} problem"
+                  f"{'s' * (len(found.problems) != 1)} with run records ({_quote_first(found.problems)})")
+        print(f"lab analyze: --partial: analysed the {len(runs)} runs that are there, leaving out what is named "
+              f"above (listed in {out / 'README.md'})", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     analysed = f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
-    note = provenance(study, runs, analysed)
+    note = provenance(study, runs, analysed) + extra
     notes = {"all files unless stated below": note}
     written = [out / "summary.csv", out / "curves.csv"]
     runs.drop(columns=SUMMARY_DROP).to_csv(written[0], index=False)  # full precision: no float_format
@@ -153,7 +188,7 @@ def write_report(runs_dir: Path, study: str, out: Path) -> list[Path]:
     if skipped:  # one line, not one per run: a study of 27 ImageFolder runs would print 27
         print(f"layer responses: left out {len(skipped)} of {len(runs)} runs ({_quote_first(skipped)})")
     if not responses.empty:
-        used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed)
+        used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed) + extra
         responses.to_csv(out / "layer_responses.csv", index=False)
         written += [out / "layer_responses.csv"]
         written += _write_figure(out, "layer_responses", figures.layer_responses, responses,
@@ -161,5 +196,5 @@ def write_report(runs_dir: Path, study: str, out: Path) -> list[Path]:
         if used != note:
             notes["layer_responses"] = used
     readme = out / "README.md"
-    readme.write_text(_readme(study, written, notes))
+    readme.write_text(_readme(study, written, notes, left_out))
     return written + [readme]

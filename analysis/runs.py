@@ -1,25 +1,99 @@
-"""Load run records (``runs/STUDY/*/summary.json`` and ``metrics.jsonl``) into pandas."""
+"""Load run records (``runs/STUDY/*/summary.json`` and ``metrics.jsonl``) into pandas, checking each one.
+
+A run is finished exactly when its ``summary.json`` exists (``lab.records``); a run that failed (it diverged,
+say) has a ``failure.json`` and no summary; any other run folder is still in progress. Every record read is
+checked, and so is the study: each COMPLETE trial of its Optuna study must have left a finished run.
+"""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lab.config import ConfigError
 from lab.records import METRICS_FILE, SUMMARY_FILE
 
+try:
+    from lab.records import FAILURE_FILE, read_failure
+except ImportError:  # lab.records before failure records: read the file by name
+    FAILURE_FILE = "failure.json"
+
+    def read_failure(run_dir: Path) -> str | None:
+        try:
+            reason = json.loads((Path(run_dir) / FAILURE_FILE).read_text()).get("reason")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return reason if isinstance(reason, str) else None
+
 NET_KEYS = ["arch", "depth", "shortcut"]  # one net of a study; its runs differ only by seed
 COLUMNS = [
     "run", *NET_KEYS, "seed", "params", "train_err", "val_err", "test_err", "steps", "wall_s", "best_val_err", "style",
     "dataset", "images_per_s", "code_version", "device_name", "torch", "finished", "run_dir",
 ]
+# What the tables and figures read from every summary, and its config (without which `lab sweep` runs it again).
+SUMMARY_KEYS = ["run", *NET_KEYS, "seed", "dataset", "params", "train_err", "val_err", "test_err", "steps", "config"]
+SUMMARY_NUMBERS = ["depth", "seed", "params", "train_err", "val_err", "test_err", "steps"]
 
 
-def _row(path: Path) -> dict:
-    summary = json.loads(path.read_text())
-    hardware = summary.get("hardware", {})
+class RecordProblems(Exception):
+    """Run records of a study that cannot be analysed as they are: one line per problem, each naming its file."""
+
+    def __init__(self, study: str, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.study, self.problems = study, problems
+
+
+@dataclass
+class Study:
+    """What ``read_study`` found: the finished runs, their curves, the failed runs and the problems."""
+
+    runs: pd.DataFrame  # one row per finished run with a readable summary
+    curves: pd.DataFrame  # one row per readable evaluation of those runs
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run, reason): failure.json and no summary
+    problems: list[str] = field(default_factory=list)  # "RUN: what is wrong with which file"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg}: line {e.lineno} column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text at byte {e.start}"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _read_summary(path: Path) -> tuple[dict | None, str | None]:
+    """(the summary, None), or (None, what is wrong with it)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None, f"{path} is not readable ({_why(e)})"
+    if not isinstance(summary, dict):
+        return None, f"{path} is not a summary (a JSON {type(summary).__name__}, not an object)"
+    missing = [k for k in SUMMARY_KEYS if k not in summary]
+    if missing:
+        return None, f"{path} is not a summary (no {', '.join(missing)})"
+    wrong = [k for k in SUMMARY_NUMBERS if not _is_number(summary[k])]
+    if wrong:
+        return None, f"{path} is not a summary ({', '.join(f'{k} is {summary[k]!r}' for k in wrong)}, not a number)"
+    if not isinstance(summary["config"], dict):
+        return None, f"{path} is not a summary (its config is not an object)"
+    if summary["run"] != path.parent.name:  # a copied folder would count its run twice
+        return None, f"{path} is the summary of run {summary['run']!r}, not of {path.parent.name} (a copied folder?)"
+    return summary, None
+
+
+def _row(path: Path, summary: dict) -> dict:
+    hardware = summary.get("hardware")
+    hardware = hardware if isinstance(hardware, dict) else {}
     # Records written before summaries carried their time: summary.json is written last and once (lab.records).
     mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     extra = {"device_name": hardware.get("device_name"), "torch": hardware.get("torch"),
@@ -28,26 +102,139 @@ def _row(path: Path) -> dict:
     return {k: {**summary, **extra}.get(k) for k in COLUMNS}
 
 
-def _history(path: Path, run: str) -> list[dict]:
-    with open(path) as f:
-        return [{"run": run, **json.loads(line)} for line in f if line.strip()]
+def _history(path: Path, run: str, problems: list[str]) -> list[dict]:
+    """Every readable row of ``metrics.jsonl``; a line that is not a row (torn by a crash, say) is a problem."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        problems.append(f"{run}: {path} is missing")
+        return []
+    except (OSError, ValueError) as e:
+        problems.append(f"{run}: {path} is not readable ({_why(e)})")
+        return []
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):  # numbered as editors and `sed -n` count lines
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            problems.append(f"{run}: {path} line {number} is not readable ({e.msg}: column {e.colno})")
+            continue
+        if not (isinstance(row, dict) and "iteration" in row and all(_is_number(v) for v in row.values())
+                and math.isfinite(row["iteration"])):
+            problems.append(f"{run}: {path} line {number} is not a metrics row (a JSON object of numbers with an iteration)")
+            continue
+        rows.append({"run": run, **row})
+    return rows
 
 
-def load_runs(runs_dir: Path, study: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per finished run, one row per evaluation of every run). Unfinished runs are left out.
+def _failure(run_dir: Path) -> str:
+    return read_failure(run_dir) or f"reason unknown: {run_dir / FAILURE_FILE} does not say"
 
-    ``runs`` carries ``run_dir`` (where the record lies, for checkpoints) and ``finished`` (UTC); in
-    ``curves`` the ``iteration`` column is an integer.
+
+@dataclass
+class Trial:
+    number: int
+    run: str  # its run folder's name
+    point: str | None  # its grid point (JSON), None for a trial of a search
+    lost: bool  # counted out of the study by `lab sweep`, which runs a new trial in its stead
+
+
+def _complete_trials(runs_dir: Path, study: str, storage: str | None) -> list[Trial]:
+    """Every COMPLETE trial of the study, from ``storage`` or ``runs_dir/STUDY/optuna.journal``; none when there
+    is neither (run records copied without their study)."""
+    journal = Path(runs_dir) / study / "optuna.journal"
+    if storage is None and not journal.is_file():
+        return []
+    if storage is not None and "://" not in storage and not Path(storage).is_file():
+        raise ConfigError(f"--storage: no journal file {storage}; give the file or URL that `lab sweep {study} --storage` took")
+    if storage is not None and storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
+        raise ConfigError(f"--storage: no database file {storage[len('sqlite:///'):]}; give the URL that `lab sweep {study} --storage` took")
+    import optuna
+    from optuna.trial import TrialState
+
+    from lab.sweep import make_storage  # creates the journal's folder: only called for one that exists
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    scheme, sep, rest = (storage or str(journal)).rpartition("://")
+    where = scheme + sep + rest.rpartition("@")[2]  # a database URL without its user and password
+    try:
+        loaded = optuna.load_study(study_name=study, storage=make_storage(storage, journal.parent))
+        complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    except KeyError:
+        raise ConfigError(f"{where} holds no study {study!r}: pass the --storage that `lab sweep {study}` took") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # a database that does not answer, a journal that cannot be read
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"cannot read study {study!r} from {where}: {first}") from None
+    lost = {str(k) for k in loaded.user_attrs.get("lost_records", {})}  # lab.sweep: complete trials whose record was lost
+    return [
+        Trial(t.number, t.user_attrs["run"], json.dumps(t.user_attrs["grid"], sort_keys=True)
+              if isinstance(t.user_attrs.get("grid"), dict) and t.user_attrs["grid"] else None, str(t.number) in lost)
+        for t in complete
+        if isinstance(t.user_attrs.get("run"), str)
+    ]
+
+
+def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
+    """Every run record of ``study``, checked; problems are collected, never raised (see ``load_runs``).
+
+    ``storage``: the study's Optuna storage (a URL or journal file, as ``lab sweep --storage`` took);
+    by default ``runs_dir/STUDY/optuna.journal`` when it exists. Without either, trials are not checked.
     """
     study_dir = Path(runs_dir) / study
-    summaries = sorted(study_dir.glob(f"*/{SUMMARY_FILE}"))
-    if not summaries:
-        raise ConfigError(
-            f"no finished runs under {study_dir}: run `lab sweep {study}` first, or pass --runs-dir"
-        )
-    rows = [_row(path) for path in summaries]
-    history = [h for path, row in zip(summaries, rows) for h in _history(path.parent / METRICS_FILE, row["run"])]
+    trials = _complete_trials(runs_dir, study, storage)
+    problems, rows, history, unreadable = [], [], [], {}
+    for path in sorted(study_dir.glob(f"*/{SUMMARY_FILE}")):
+        summary, problem = _read_summary(path)
+        if problem:
+            unreadable[path.parent.name] = f"{path.parent.name}: {problem}"
+        else:
+            rows.append(_row(path, summary))
+    finished = {Path(row["run_dir"]).name for row in rows}
+    # A trial whose record was lost, then ran again as another trial (`lab sweep` does that), is no problem:
+    # its grid point has a finished run, or (a search) the sweep counted it out of the study.
+    ran = {t.point for t in trials if t.point is not None and t.run in finished}
+    replaced = {t.run for t in trials if t.run not in finished and (t.point in ran if t.point is not None else t.lost)}
+    problems += [problem for run, problem in unreadable.items() if run not in replaced]
+    for row in rows:
+        history += _history(Path(row["run_dir"]) / METRICS_FILE, row["run"], problems)
+    failed_dirs = [f.parent for f in sorted(study_dir.glob(f"*/{FAILURE_FILE}"))]
+    for t in trials:
+        run_dir = study_dir / t.run
+        if t.run in replaced or (run_dir / SUMMARY_FILE).exists():  # an unreadable summary is named above
+            continue
+        if not run_dir.is_dir():
+            problems.append(f"{t.run}: trial {t.number} finished but {run_dir} is missing")
+        else:
+            problems.append(f"{t.run}: trial {t.number} finished but {run_dir} has no {SUMMARY_FILE}")
     runs = pd.DataFrame(rows, columns=COLUMNS).sort_values([*NET_KEYS, "seed"], ignore_index=True)
-    curves = pd.DataFrame(history).merge(runs[["run", *NET_KEYS, "seed"]], on="run")
+    curves = pd.DataFrame(history, columns=list(dict.fromkeys(["run", "iteration", *(k for h in history for k in h)])))
+    curves = curves.merge(runs[["run", *NET_KEYS, "seed"]], on="run")
     curves["iteration"] = curves["iteration"].round().astype(int)  # logged as a float by Lightning
-    return runs, curves.sort_values(["run", "iteration"], ignore_index=True)
+    named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
+    failed = [(d.name, _failure(d)) for d in failed_dirs if not (d / SUMMARY_FILE).exists() and d.name not in named]
+    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed, problems)
+
+
+def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:
+    study_dir = Path(runs_dir) / study
+    also = f" ({len(failed)} failed: {', '.join(f'{r} ({why})' for r, why in failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
+    return ConfigError(f"no finished runs under {study_dir}{also}: run `lab sweep {study}` first, or pass --runs-dir")
+
+
+def load_runs(runs_dir: Path, study: str, storage: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per finished run, one row per evaluation of every run). Unfinished and failed runs are left out.
+
+    ``runs`` carries ``run_dir`` (where the record lies, for checkpoints) and ``finished`` (UTC); in
+    ``curves`` the ``iteration`` column is an integer. A record that cannot be read, or a complete trial
+    without its run, raises ``RecordProblems`` naming each (``read_study`` returns what is there instead).
+    """
+    found = read_study(runs_dir, study, storage)
+    if found.problems:
+        raise RecordProblems(study, found.problems)
+    if found.runs.empty:
+        raise no_runs(runs_dir, study, found.failed)
+    return found.runs, found.curves

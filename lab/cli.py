@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("name", help="the study (sweep) name, e.g. depth-study")
     a.add_argument("--runs-dir", default="runs", help="folder of run records (default: runs)")
     a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
+    a.add_argument("--storage", help="the study's Optuna storage, as `lab sweep --storage` took it, to check that every "
+                   "finished trial left its run (default: runs/NAME/optuna.journal when it exists)")
+    a.add_argument("--partial", action="store_true",
+                   help="analyze the runs that are there when records are missing or unreadable; README.md lists "
+                   "what was left out")
     return p
 
 
@@ -106,9 +111,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
+    from analysis.runs import RecordProblems
 
     out = Path(args.out) if args.out else Path(args.runs_dir) / args.name / "analysis"
-    for path in write_report(Path(args.runs_dir), args.name, out):
+    try:
+        written = write_report(Path(args.runs_dir), args.name, out, storage=args.storage, partial=args.partial)
+    except RecordProblems as e:  # nothing written: a table over fewer seeds than the study ran would look complete
+        for problem in e.problems:
+            print(f"lab analyze: {problem}", file=sys.stderr)
+        import shlex
+
+        options = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
+                          (("--runs-dir", args.runs_dir if args.runs_dir != "runs" else None), ("--storage", args.storage))
+                          if value is not None)
+        print(f"lab analyze: run `lab sweep {args.name}{options}` to run them again, or pass --partial to analyze "
+              f"the runs that are there", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
 
