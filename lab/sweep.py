@@ -11,10 +11,12 @@ server that imported torch and Lightning once, so a trial starts in well under a
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import threading
@@ -25,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import Config, ConfigError, from_dict, make_config, read_yaml
+from lab.storage import StorageUnavailable, disk_full, make_storage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
+EXIT_DISK_FULL = 75  # a trial process's exit status when it could not write its record (EX_TEMPFAIL)
 STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
 NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
 
@@ -55,7 +59,11 @@ class SweepSpec:
             raise ConfigError(f"direction: {self.direction!r} is not minimize or maximize")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {values!r}")
+                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {_quote(values)}")
+            seen = [json.dumps(v, sort_keys=True) for v in values]
+            twice = [v for i, v in enumerate(values) if seen[i] in seen[:i]]
+            if twice:  # the point would be queued once and counted twice: "1/2 done" forever
+                raise ConfigError(f"grid.{key}: {_quote(twice[0])} is listed twice; list each value once")
         for key, dist in self.search.items():
             if not isinstance(dist, dict) or not ({"choices"} <= dist.keys() or {"low", "high"} <= dist.keys()):
                 raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
@@ -229,24 +237,24 @@ def _si(n: float) -> str:
     return f"{n:.0f}"
 
 
-def make_storage(url: str | None, study_dir: Path) -> Any:
-    """A journal file under the study folder by default (no server); a database URL for many machines."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if url is None or "://" not in url:
-        path = Path(url) if url else study_dir / "optuna.journal"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as e:  # sqlalchemy's errors for a bad URL, driver or server
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--storage: cannot open {url!r}: {first}") from None
-
-
 def _grid_key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True)
+
+
+def _record_problem(run_dir: Path) -> str | None:
+    """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
+    from lab.records import SUMMARY_FILE
+
+    summary = run_dir / SUMMARY_FILE
+    if not run_dir.is_dir():
+        return f"its run folder {run_dir} is gone"
+    try:
+        data = json.loads(summary.read_text())
+    except FileNotFoundError:
+        return f"{summary} is missing"
+    except (OSError, ValueError) as e:
+        return f"{summary} is not readable ({_quote(str(e), 60)})"
+    return None if isinstance(data, dict) and "config" in data else f"{summary} is not a run summary"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -260,8 +268,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int) -> None:
-    """Body of a trial process: log to a file, die with the coordinator, train."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """Body of a trial process: log to a file, die with the coordinator, train; exit 75 on a full disk."""
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as e:
+        os._exit(EXIT_DISK_FULL if disk_full(e) else 1)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
 
@@ -276,8 +287,26 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     from lab.train import train
 
     torch.set_num_threads(threads)
-    train(make_config(config_data), run_name)
+    try:
+        train(make_config(config_data), run_name)
+    except BaseException as e:
+        if not any(disk_full(x) for x in _chain(e)):
+            raise
+        try:
+            print(f"[lab sweep] {run_name} stopped: the disk is full ({e})", flush=True)
+        except OSError:
+            pass
+        os._exit(EXIT_DISK_FULL)
     sys.stdout.flush()
+
+
+def _chain(error: BaseException | None) -> list[BaseException]:
+    """An exception and the ones it was raised from or while handling."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
 
 
 @dataclass
@@ -285,6 +314,10 @@ class Claim:
     trial: Any
     config: Any
     run_name: str
+
+
+class SweepStopped(RuntimeError):
+    """The sweep could not go on (its storage or disk failed); finished results are kept."""
 
 
 class Sweep:
@@ -306,8 +339,7 @@ class Sweep:
         self.cli = {**(overrides or {}), "track.study": name}  # the command line's overrides, for every trial
         runs_dir = Path(make_config(recipe, spec.overrides({}, self.cli)).track.runs_dir)
         self.study_dir = runs_dir / name
-        self.log_dir = self.study_dir / "logs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = self.study_dir / "logs"  # made when trials start: a command refused here leaves nothing
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
             self.study = optuna.create_study(
@@ -320,6 +352,8 @@ class Sweep:
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
         self.storage = self.study._storage
+        self.storage_kind = "database" if storage and "://" in storage else "journal file"
+        self.lost: set[int] = set()  # trial numbers of complete trials whose record is gone (_check_records)
         self._check_same_base()
         # host:pid:token; the token tells this coordinator from an earlier one that had the same pid
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -335,6 +369,8 @@ class Sweep:
 
     def _check_same_base(self) -> None:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
+        from optuna.trial import TrialState
+
         base = make_config(self.recipe, self.spec.overrides({}, self.cli)).to_dict()
         del base["track"]  # where records go and how W&B mirrors them may differ between machines
         for key in (*self.spec.grid, *self.spec.search):
@@ -342,7 +378,8 @@ class Sweep:
             base[section].pop(name, None)
         self._check_same_settings()
         stored = self.study.user_attrs.get("base_config")
-        if stored is None:
+        if stored is None or not self._trials(TrialState.COMPLETE, TrialState.RUNNING):
+            # nothing ran to the end with the stored settings (say, every run diverged): the fixed ones count
             self.study.set_user_attr("base_config", base)
             return
         # A field that a newer lab added is absent from older studies: it counts as its default there.
@@ -381,7 +418,33 @@ class Sweep:
     # --- the study's state -------------------------------------------------------------
 
     def _trials(self, *states: Any) -> list[Any]:
-        return self.study.get_trials(deepcopy=False, states=states or None)
+        """The study's trials in ``states``; complete ones whose run record was lost do not count."""
+        return [t for t in self.study.get_trials(deepcopy=False, states=states or None) if t.number not in self.lost]
+
+    def _check_records(self) -> None:
+        """Find complete trials whose run record is gone or damaged, so that their points run again.
+
+        Optuna cannot reopen a finished trial, so the study remembers them in its ``lost_records``
+        attribute (other coordinators read it too). Records are checked where this machine can see
+        them: trials run here, and any whose folder is here (a shared filesystem).
+        """
+        from optuna.trial import TrialState
+
+        lost = {int(k): v for k, v in self.study.user_attrs.get("lost_records", {}).items()}
+        found = {}
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number in lost or "run" not in t.user_attrs:
+                continue
+            record = Path(t.user_attrs.get("record", self.study_dir / t.user_attrs["run"]))
+            here = str(t.user_attrs.get("worker", "")).split(":")[0] == socket.gethostname() or record.is_dir()
+            problem = _record_problem(record) if here else None
+            if problem:
+                found[t.number] = problem
+                self.progress(f"trial {t.number} finished, but {problem}: its point runs again")
+        if found:
+            lost.update(found)
+            self.study.set_user_attr("lost_records", {str(k): v for k, v in lost.items()})
+        self.lost = set(lost)
 
     def _reap_stale(self) -> list[dict[str, Any]]:
         """Fail running trials whose worker is gone; return their grid points."""
@@ -467,7 +530,10 @@ class Sweep:
     def _claim(self) -> Claim | None:
         from optuna.trial import TrialState
 
+        from lab.records import run_dir_for
+
         with self.lock:
+            self.lost = {int(k) for k in self.study.user_attrs.get("lost_records", {})}  # other machines' finds too
             for point in self._reap_stale():
                 self._enqueue(point)
             while self._budget_left():
@@ -490,6 +556,7 @@ class Sweep:
                     continue
                 run_name = config.run_name if _plain_name(self.spec) else f"{config.run_name}-t{trial.number}"
                 trial.set_user_attr("run", run_name)
+                trial.set_user_attr("record", str(run_dir_for(config, run_name).resolve()))
                 return Claim(trial, config, run_name)
         return None
 
@@ -514,21 +581,32 @@ class Sweep:
         # dies while shutting down after writing it (W&B's service, say) has still finished its run.
         summary = finished_summary(run_dir_for(claim.config, claim.run_name), claim.config)
         if proc.exitcode != 0:
-            with open(log, "a") as f:
-                f.write(f"\n[lab sweep] trial process ended with exit code {proc.exitcode}"
-                        f"{' after writing its summary' if summary else ''}\n")
+            try:
+                with open(log, "a") as f:
+                    f.write(f"\n[lab sweep] trial process ended with exit code {proc.exitcode}"
+                            f"{' after writing its summary' if summary else ''}\n")
+            except OSError as e:  # a full disk: the sweep stops below, saying so once
+                if not disk_full(e):
+                    raise
+        if summary is None and proc.exitcode in (EXIT_DISK_FULL, -signal.SIGXFSZ):
+            raise OSError(errno.ENOSPC, f"{claim.run_name} could not write its record (disk full or file-size limit)",
+                          str(run_dir_for(claim.config, claim.run_name)))
         return summary
 
     def _finish(self, claim: Claim, summary: dict[str, Any] | None) -> None:
         from optuna.trial import TrialState
 
+        from lab.records import read_failure, run_dir_for
+
         with self.lock:
             trial = claim.trial
             if summary is None:
                 self.failed += 1
-                trial.set_user_attr("failure", f"see {self.log_dir / (claim.run_name + '.log')}")
+                log = self.log_dir / f"{claim.run_name}.log"
+                reason = read_failure(run_dir_for(claim.config, claim.run_name))  # e.g. "diverged at iteration 37"
+                trial.set_user_attr("failure", reason or f"see {log}")
                 self.study.tell(trial, state=TrialState.FAIL)
-                note = f"{claim.run_name} FAILED; its log: {self.log_dir / (claim.run_name + '.log')}"
+                note = f"{claim.run_name} FAILED{': ' + reason if reason else ''}; its log: {log}"
             else:
                 for key in (*METRICS, "params", "wall_s", "steps"):
                     if key in summary:
@@ -553,17 +631,25 @@ class Sweep:
                 if self.stopping:
                     return
                 self._finish(claim, summary)
-        except Exception as e:  # e.g. the storage became unreachable: stop, and say so in run()
+        except Exception as e:  # the storage became unreachable, the disk is full: stop all, say so in run()
             self.errors.append(e)
+            self.stopping = True
+            self._stop_trials("sweep stopped")
 
     def run(self) -> dict[str, int]:
         """Run every remaining trial; returns the final counts. Ctrl-C stops the trials and fails them cleanly."""
         from optuna.trial import TrialState
 
-        with self.lock:
-            self._reap_stale()  # _enqueue_missing puts their points back
-            added = self._enqueue_missing() if self.spec.grid else 0
-        self.progress(f"storage: {self.storage.__class__.__name__}, {added} points queued, {self.workers} workers")
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with self.lock:
+                self._check_records()
+                self._reap_stale()  # _enqueue_missing puts their points back
+                added = self._enqueue_missing() if self.spec.grid else 0
+        except Exception as e:
+            self.errors.append(e)
+            return self._raise_stopped()
+        self.progress(f"storage: {self.storage_kind}, {added} points queued, {self.workers} workers")
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
             t.start()
@@ -573,12 +659,34 @@ class Sweep:
                     t.join(timeout=0.5)
         except KeyboardInterrupt:
             self.stopping = True
-            with self.lock:
-                for proc, trial in list(self.processes.values()):
-                    proc.terminate()
-                    trial.set_user_attr("failure", "interrupted")
-                    self.study.tell(trial, state=TrialState.FAIL)
+            self._stop_trials("interrupted")
             raise
         if self.errors:
-            raise RuntimeError(f"sweep {self.name} stopped: {self.errors[0]!r}") from self.errors[0]
+            self._raise_stopped()
         return self.counts()
+
+    def _raise_stopped(self) -> None:
+        """The first error that stopped the workers, as one line when it is the storage's or the disk's."""
+        error = self.errors[0]
+        safe = f"finished results are safe in {self.study_dir}"
+        if isinstance(error, StorageUnavailable):
+            raise SweepStopped(f"{error}; {safe}") from error
+        if any(disk_full(e) for e in _chain(error)):
+            error = next(e for e in _chain(error) if disk_full(e))
+            where = f" writing {error.filename}" if error.filename else ""
+            raise SweepStopped(f"the disk is full{where} ({error.strerror}); {safe}; free some space") from error
+        raise error
+
+    def _stop_trials(self, reason: str) -> None:
+        """Terminate running trial processes and fail their trials where the storage still answers."""
+        from optuna.trial import TrialState
+
+        with self.lock:
+            for number, (proc, trial) in list(self.processes.items()):
+                proc.terminate()
+                try:
+                    trial.set_user_attr("failure", reason)
+                    self.study.tell(trial, state=TrialState.FAIL)
+                except Exception:  # the storage is what failed: the next run finds the trial's worker gone
+                    pass
+                self.processes.pop(number, None)

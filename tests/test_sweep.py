@@ -180,6 +180,7 @@ def test_tpe_search_samples_hyperparameters(tmp_path):
         ("recipe: tiny\ngrid: {model.width: [8]}\n", "model.width: unknown key"),
         ("recipe: tiny\ngrid: {model.depth: 8}\n", "grid.model.depth: expected list, got int 8"),
         ("recipe: tiny\n", "nothing varies"),
+        ("recipe: tiny\ngrid: {model.depth: [8, 14, 8]}\n", "grid.model.depth: 8 is listed twice; list each value once"),
         ("recipe: nope\ngrid: {model.depth: [8]}\n", "nope.yaml: no such file"),
         ("recipe: tiny\nmetric: accuracy\ngrid: {model.depth: [8]}\n", "metric: 'accuracy' is not one of"),
         ("recipe: tiny\nsearch: {optim.lr: {low: 0.1}}\nn_trials: 2\n", "search.optim.lr: expected {low"),
@@ -217,6 +218,7 @@ def test_unknown_sweep_and_bad_storage_are_one_line_errors(tmp_path):
     assert unknown.returncode == 2 and "no sweeps/nosuch.yaml (known: " in unknown.stderr
     bad = lab("sweep", "tiny", "--storage", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--storage: cannot open" in bad.stderr
+    assert not (root / "runs").exists()  # a command refused before training leaves nothing behind
     none = lab("analyze", "tiny", cwd=root)
     assert none.returncode == 2 and "no finished runs under runs/tiny" in none.stderr
 
