@@ -589,8 +589,8 @@ class Sweep:
                 if not disk_full(e):
                     raise
         if summary is None and proc.exitcode in (EXIT_DISK_FULL, -signal.SIGXFSZ):
-            raise OSError(errno.ENOSPC, f"{claim.run_name} could not write its record (disk full or file-size limit)",
-                          str(run_dir_for(claim.config, claim.run_name)))
+            strerror = "a file-size limit" if proc.exitcode == -signal.SIGXFSZ else os.strerror(errno.ENOSPC)
+            raise OSError(errno.ENOSPC, strerror, str(run_dir_for(claim.config, claim.run_name)))
         return summary
 
     def _finish(self, claim: Claim, summary: dict[str, Any] | None) -> None:

@@ -3,6 +3,7 @@ after their trial finished. Each test damages the real thing (the file, the file
 server), checks what the user sees, and that running the same command again completes the study with
 every grid point exactly once and every finished result kept."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -238,3 +239,21 @@ def test_lost_and_damaged_run_records_run_their_points_again(tmp_path):
     assert set(finished(runs)) == {"resnet-8-s0", "resnet-8-s1", "resnet-8-s2"}
     again = lab("sweep", "tiny", "--workers", "1", cwd=root)
     assert "0 points queued" in again.stdout and "3/3 done" in again.stdout, again.stdout
+
+
+@pytest.mark.slow
+def test_a_diverged_run_fails_its_trial_by_name_and_the_fixed_sweep_completes(tmp_path):
+    root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
+    result = lab("sweep", "tiny", "--workers", "1", "optim.lr=1e30", cwd=root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"\| resnet-8-s0 FAILED: diverged at iteration \d+; its log: ", result.stdout), result.stdout
+    assert "0/2 done, 0 running, 2 failed" in result.stdout
+    study = load_study("tiny", root / "runs" / "tiny" / "optuna.journal")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 2 and all(re.fullmatch(r"diverged at iteration \d+", t.user_attrs["failure"]) for t in failed)
+    assert not study.get_trials(states=(TrialState.COMPLETE,))
+
+    fixed = lab("sweep", "tiny", "--workers", "1", cwd=root)  # lr back to the recipe's: nothing finished with 1e30
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert sorted(done_points(load_study("tiny", root / "runs" / "tiny" / "optuna.journal")).values()) == [1, 1]
+    assert not list((root / "runs" / "tiny").glob("*/failure.json"))
