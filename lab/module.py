@@ -15,6 +15,16 @@ from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
 EVAL_BATCH = 1000
 EVAL_SETS = ("val", "test")  # validation dataloader index -> metric prefix
 WARMUP_WINDOW = 10  # training batches averaged to decide the end of a warm-up (LrSchedule.observe_train_err)
+DIVERGENCE_CHECK_EVERY = 10  # iterations between host checks of the device-side divergence flag (one sync each)
+NO_ITERATION = 2**62  # Classifier._first_bad while every training loss has been finite
+
+
+class Diverged(Exception):
+    """A training loss was NaN or infinite; ``iteration``: the first such iteration (its ``global_step``)."""
+
+    def __init__(self, iteration: int) -> None:
+        super().__init__(f"diverged at iteration {iteration}")
+        self.iteration = iteration
 
 
 class LrSchedule:
@@ -90,6 +100,7 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.net, self.optim = net, optim
         self.schedule: LrSchedule | None = None  # made with the optimizer; LambdaLR checkpoints its state
+        self._first_bad: torch.Tensor | None = None  # on the device: the first iteration with a non-finite loss
         self._reset_train_stats()
 
     def _reset_train_stats(self) -> None:
@@ -112,6 +123,11 @@ class Classifier(pl.LightningModule):
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         with torch.no_grad():
+            # Divergence is noted on the device (three small kernels, no sync) and read by check_finite now and then.
+            if self._first_bad is None:
+                self._first_bad = torch.full((), NO_ITERATION, dtype=torch.long, device=loss.device)
+            bad_at = torch.where(torch.isfinite(loss.detach()), NO_ITERATION, self.global_step)
+            self._first_bad = torch.minimum(self._first_bad, bad_at)
             wrong = (logits.argmax(1) != y).sum()
             self._train_loss = self._train_loss + loss.detach() * len(y)
             self._train_wrong = self._train_wrong + wrong
@@ -120,6 +136,22 @@ class Classifier(pl.LightningModule):
                 # The only per-step sync, and only during the warm-up: its end depends on this batch's error.
                 self.schedule.observe_train_err(self.global_step, wrong.item() * 100.0 / len(y))
         return loss
+
+    def check_finite(self) -> None:
+        """Raise ``Diverged`` if a training loss so far was NaN or infinite (one device sync).
+
+        Called every ``DIVERGENCE_CHECK_EVERY`` iterations, before every evaluation (so no checkpoint ever holds
+        a diverged state) and by ``train`` at the end; the iteration it names is the exact first bad one.
+        """
+        if self._first_bad is not None and (first := int(self._first_bad)) != NO_ITERATION:
+            raise Diverged(first)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.global_step % DIVERGENCE_CHECK_EVERY == 0:
+            self.check_finite()
+
+    def on_validation_start(self) -> None:
+        self.check_finite()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch

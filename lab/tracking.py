@@ -1,6 +1,7 @@
 """Run records (local, always: the source of truth) and their W&B mirror (offline unless configured)."""
 from __future__ import annotations
 
+import errno
 import json
 import netrc
 import os
@@ -17,24 +18,22 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lab.config import Config
-from lab.records import METRICS_FILE
+from lab.records import METRICS_FILE, write_atomic
 
 WANDB_INIT_TIMEOUT_S = 30
 
 
 class RecordLogger(Logger):
-    """Appends every logged row to ``metrics.jsonl`` in the run folder, flushed at once."""
+    """Appends every logged row to ``metrics.jsonl`` in the run folder: one line, one write (``append_line``)."""
 
-    def __init__(self, run_dir: Path, resume_at: int | None = None) -> None:
-        """``resume_at``: keep the rows of an earlier attempt up to this iteration (its checkpoint's) and go on."""
+    def __init__(self, run_dir: Path, rows: list[dict[str, float]] | None = None) -> None:
+        """``rows``: those of an earlier attempt to keep (up to its checkpoint; ``train`` reads them) and go on from;
+        None: a fresh record."""
         super().__init__()
         self.run_dir = Path(run_dir)
-        self.rows: list[dict[str, float]] = []
-        path = self.run_dir / METRICS_FILE
-        if resume_at is not None and path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            self.rows = [r for r in rows if r.get("iteration", 0) <= resume_at]
-            path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+        self.rows: list[dict[str, float]] = list(rows or [])
+        if rows is not None:
+            write_atomic(self.run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
 
     @property
     def name(self) -> str:
@@ -56,9 +55,25 @@ class RecordLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead.
         row = {k: float(v) for k, v in metrics.items()}
+        append_line(self.run_dir / METRICS_FILE, json.dumps(row) + "\n")
         self.rows.append(row)
-        with open(self.run_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(row) + "\n")
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` with one write; a failed or short write (a full disk) is undone, so no torn line is left."""
+    data = line.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)", str(path))
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
 
 
 def code_version() -> str:
