@@ -64,10 +64,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.config import load_config
 
     config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
-    from lab.records import run_dir_for
+    from lab.records import RunFailed, run_dir_for
     from lab.train import train
 
-    summary = train(config)
+    try:
+        summary = train(config)
+    except RunFailed as e:  # the run's own result (it diverged): one line, not a traceback
+        print(f"lab train: {e}; record: {e.run_dir}", file=sys.stderr)
+        return 1
     print(
         f"{summary['run']}: train_err {summary['train_err']:.2f}%, val_err {summary['val_err']:.2f}%, "
         f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations ({summary['wall_s']:.0f}s); "
