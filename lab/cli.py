@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lab.sweep import Sweep, load_sweep
+    from lab.sweep import Sweep, SweepStopped, load_sweep
 
     name, spec, recipe = load_sweep(args.name)
     overrides = _overrides(args.overrides)
@@ -99,7 +99,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: {workers} must be at least 1")
     start = time.perf_counter()
     sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides)
-    counts = sweep.run()
+    try:
+        counts = sweep.run()
+    except SweepStopped as e:  # the database or the disk failed: one line, and how to go on
+        print(f"lab sweep: stopped: {e}; resume with: {_resume_command(args)}", file=sys.stderr)
+        return 1
     print(
         f"[{name}] finished in {time.perf_counter() - start:.0f}s: {counts['done']}/{spec.total} done, "
         f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
@@ -111,6 +115,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"[{name}] run the same command again to retry the failed trials", file=sys.stderr)
         return 1
     return 0
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The ``lab sweep`` command line that carries on where this one stopped."""
+    import shlex
+
+    words = ["lab", "sweep", args.name]
+    for option in ("storage", "runs_dir", "wandb", "workers"):
+        if getattr(args, option) is not None:
+            words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+    return shlex.join(words + args.overrides)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

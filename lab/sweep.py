@@ -287,8 +287,13 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     from lab.train import train
 
     torch.set_num_threads(threads)
+    from lab.records import RunFailed
+
     try:
         train(make_config(config_data), run_name)
+    except RunFailed as e:  # the run's own result (it diverged): one line in its log, not a traceback
+        print(f"[lab sweep] {e}; record: {e.run_dir}", flush=True)
+        sys.exit(1)
     except BaseException as e:
         if not any(disk_full(x) for x in _chain(e)):
             raise
