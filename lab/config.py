@@ -6,6 +6,8 @@ Every error is a :class:`ConfigError` whose message names the field, e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -19,6 +21,14 @@ from lab import nets
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SCHEDULES = ("step", "plateau")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+DEVICES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # what train.device may say
+RECIPE_EXAMPLE = "model: {arch: resnet, depth: 20}"
+# Hostile input is cheap: a recipe or sweep file is a few KB of a few levels; anything far beyond is refused
+# while it is read, before it can cost minutes, gigabytes or a traceback.
+MAX_FILE_BYTES = 1_000_000
+MAX_VALUES = 100_000  # values a YAML document may expand to, counting every alias at its full size
+MAX_DEPTH = 100  # levels of nesting
+INT_RANGE = (-(2**63), 2**63 - 1)  # integers a field takes (seeds, iterations, sizes)
 
 
 class ConfigError(ValueError):
@@ -28,6 +38,67 @@ class ConfigError(ValueError):
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")
+
+
+def quote(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (ending in ``...``): how an error message repeats input.
+
+    It builds about ``limit`` characters whatever ``value`` is: a list that aliases make a billion values
+    long, a 100 MB string, an integer of 10,000 digits (whose repr Python refuses) all quote at once.
+    """
+    pieces, size = [], 0
+    for piece in _repr_pieces(value, limit, set()):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(pieces)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr_pieces(value: Any, limit: int, open_ids: set[int]) -> typing.Iterator[str]:
+    """``repr(value)`` in pieces, lazily, so that :func:`quote` stops building once it has enough."""
+    kind = type(value)
+    if kind in (list, tuple, dict):
+        if id(value) in open_ids:  # a container inside itself, as repr() shows it
+            yield "[...]" if kind is list else "{...}" if kind is dict else "(...)"
+            return
+        open_ids.add(id(value))
+        left, right = {list: "[]", tuple: "()", dict: "{}"}[kind]
+        yield left
+        for i, item in enumerate(value.items() if kind is dict else value):
+            if i:
+                yield ", "
+            if kind is dict:
+                yield from _repr_pieces(item[0], limit, open_ids)
+                yield ": "
+                yield from _repr_pieces(item[1], limit, open_ids)
+            else:
+                yield from _repr_pieces(item, limit, open_ids)
+        yield ",)" if kind is tuple and len(value) == 1 else right
+        open_ids.discard(id(value))
+    elif kind in (str, bytes):
+        yield repr(value[: limit + 1])  # longer than the limit: cut anyway
+    elif kind is int and value.bit_length() > 4 * limit:
+        yield f"an integer of {_digits(value)} digits"
+    else:
+        yield repr(value)
+
+
+def _digits(n: int) -> int:
+    """Decimal digits of ``n``, without str(n) (Python refuses it past 4,300 digits)."""
+    n = abs(n)
+    if n < 10:
+        return 1
+    d = int(math.log10(n)) + 1  # a float's estimate: off by one at most, next to a power of ten
+    return d - 1 if n < 10 ** (d - 1) else d + 1 if n >= 10**d else d
+
+
+def _key(key: Any) -> str:
+    """A key of the input as a field name in a message: itself when short, else cut."""
+    if not isinstance(key, str):
+        return quote(key, 40)
+    return key if len(key) <= 40 else key[:37] + "..."
 
 
 @dataclass
@@ -40,13 +111,13 @@ class ModelConfig:
     style: str = "cifar"  # cifar: 6n+2 layers (Section 4.2) | imagenet: 18/34/50/101/152 (Table 1)
 
     def __post_init__(self) -> None:
-        _require(self.arch in nets.ARCHS, "model.arch", f"{self.arch!r} is not one of {', '.join(nets.ARCHS)}")
+        _require(self.arch in nets.ARCHS, "model.arch", f"{quote(self.arch)} is not one of {', '.join(nets.ARCHS)}")
         _require(
             self.shortcut in nets.SHORTCUTS,
             "model.shortcut",
-            f"{self.shortcut!r} is not one of {', '.join(nets.SHORTCUTS)}",
+            f"{quote(self.shortcut)} is not one of {', '.join(nets.SHORTCUTS)}",
         )
-        _require(self.style in nets.STYLES, "model.style", f"{self.style!r} is not one of {', '.join(nets.STYLES)}")
+        _require(self.style in nets.STYLES, "model.style", f"{quote(self.style)} is not one of {', '.join(nets.STYLES)}")
         try:
             nets.check_depth(self.depth, self.style)
         except ValueError as e:
@@ -74,14 +145,14 @@ class DataConfig:
     workers: int | None = None  # DataLoader worker processes; None: min(32, CPU cores - 1); 0: in the training process
 
     def __post_init__(self) -> None:
-        _require(self.name in DATASETS, "data.name", f"{self.name!r} is not one of {', '.join(DATASETS)}")
+        _require(self.name in DATASETS, "data.name", f"{quote(self.name)} is not one of {', '.join(DATASETS)}")
         _require(self.val_size is None or self.val_size >= 1, "data.val_size", "must be at least 1")
         _require(self.crop_pad >= 0, "data.crop_pad", "must be >= 0")
         _require(self.crop > 0, "data.crop", "must be > 0")
         _require(
             len(self.scale) == 2 and self.crop <= self.scale[0] <= self.scale[1],
             "data.scale",
-            f"{self.scale} must be [lo, hi] with data.crop={self.crop} <= lo <= hi, e.g. [256, 480]",
+            f"{quote(self.scale)} must be [lo, hi] with data.crop={self.crop} <= lo <= hi, e.g. [256, 480]",
         )
         _require(self.eval_resize >= self.crop, "data.eval_resize", f"{self.eval_resize} must be >= data.crop={self.crop}")
         _require(self.mean_images >= 1, "data.mean_images", "must be at least 1")
@@ -115,16 +186,16 @@ class OptimConfig:
         for name in ("lr", "batch_size", "max_steps"):
             _require(getattr(self, name) > 0, f"optim.{name}", "must be > 0")
         _require(self.momentum >= 0 and self.weight_decay >= 0, "optim", "momentum and weight_decay must be >= 0")
-        _require(self.schedule in SCHEDULES, "optim.schedule", f"{self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        _require(self.schedule in SCHEDULES, "optim.schedule", f"{quote(self.schedule)} is not one of {', '.join(SCHEDULES)}")
         _require(
             self.milestones == sorted(self.milestones) and all(m > 0 for m in self.milestones),
             "optim.milestones",
-            f"{self.milestones} must be increasing positive iterations",
+            f"{quote(self.milestones)} must be increasing positive iterations",
         )
         _require(
             self.schedule == "step" or not self.milestones,
             "optim.milestones",
-            f"{self.milestones}: the plateau schedule has no milestones; set optim.milestones=[]",
+            f"{quote(self.milestones)}: the plateau schedule has no milestones; set optim.milestones=[]",
         )
         _require(0 < self.gamma < 1, "optim.gamma", f"{self.gamma} must be between 0 and 1")
         _require(self.plateau_patience >= 1, "optim.plateau_patience", "must be at least 1 evaluation")
@@ -151,6 +222,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _require(self.eval_every > 0, "train.eval_every", "must be > 0")
+        _require(
+            isinstance(self.device, str) and DEVICES.fullmatch(self.device) is not None,
+            "train.device",
+            f"{quote(self.device)} is not one of auto, cpu, cuda, cuda:N, mps",
+        )
 
 
 @dataclass
@@ -164,8 +240,8 @@ class TrackConfig:
     entity: str | None = None
 
     def __post_init__(self) -> None:
-        _require(self.wandb in WANDB_MODES, "track.wandb", f"{self.wandb!r} is not one of {', '.join(WANDB_MODES)}")
-        _require(bool(self.study) and "/" not in self.study, "track.study", f"{self.study!r} is not a folder name")
+        _require(self.wandb in WANDB_MODES, "track.wandb", f"{quote(self.wandb)} is not one of {', '.join(WANDB_MODES)}")
+        _require(bool(self.study) and "/" not in self.study, "track.study", f"{quote(self.study)} is not a folder name")
 
 
 @dataclass
@@ -185,7 +261,7 @@ class Config:
         _require(
             not self.optim.milestones or self.optim.milestones[-1] <= self.optim.max_steps,
             "optim.milestones",
-            f"{self.optim.milestones} go past optim.max_steps={self.optim.max_steps}",
+            f"{quote(self.optim.milestones)} go past optim.max_steps={self.optim.max_steps}",
         )
 
     @property
@@ -208,78 +284,264 @@ def _check_type(value: Any, tp: Any, name: str) -> Any:
         (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
         return _check_type(value, inner, name)
     if tp is Any:
+        _check_numbers(value, name)
         return value
     if origin is dict:
-        _require(isinstance(value, dict), name, f"expected a mapping, got {value!r}")
+        _require(isinstance(value, dict), name, f"expected a mapping, got {quote(value)}")
         _, inner = typing.get_args(tp)
-        return {k: _check_type(v, inner, f"{name}.{k}") for k, v in value.items()}
+        return {k: _check_type(v, inner, f"{name}.{_key(k)}") for k, v in value.items()}
     if origin is list:
-        _require(isinstance(value, list), name, f"expected a list, got {value!r}")
+        _require(isinstance(value, list), name, f"expected a list, got {quote(value)}")
         (inner,) = typing.get_args(tp)
         return [_check_type(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, name)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{name}: {quote(value)} is too large") from None
     ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
-    _require(ok, name, f"expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    _require(ok, name, f"expected {tp.__name__}, got {type(value).__name__} {quote(value)}")
+    _check_numbers(value, name)  # a number, or a list or mapping of values of any type
     return value
 
 
+def _number_problem(value: Any) -> str | None:
+    """What is wrong with a number no field can take: NaN, infinity, an integer past 64 bits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        return f"{quote(value)} is too {'large' if value > 0 else 'small'} (a 64-bit integer at most)"
+    return None
+
+
+def _check_numbers(value: Any, name: str) -> None:
+    """Refuse NaN, infinity and huge integers anywhere in ``value``, naming where (``grid.optim.lr[1]``)."""
+    stack, seen = [(value, name)], set()
+    while stack:
+        item, where = stack.pop()
+        problem = _number_problem(item)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        if isinstance(item, (dict, list)) and id(item) not in seen:  # aliased values are checked once
+            seen.add(id(item))
+            children = [(v, f"{where}.{_key(k)}") for k, v in item.items()] if isinstance(item, dict) else [
+                (v, f"{where}[{i}]") for i, v in enumerate(item)
+            ]
+            stack.extend(reversed(children))  # the first problem in reading order is the one named
+
+
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from nested dicts, rejecting unknown keys and wrong types by name."""
+    """Build dataclass ``cls`` from nested dicts, rejecting unknown keys, missing required ones and wrong types by name."""
     where = prefix or "config"
-    _require(isinstance(data, dict), where, f"expected a mapping, got {type(data).__name__} {data!r}")
+    _require(isinstance(data, dict), where, f"expected a mapping, got {type(data).__name__} {quote(data)}")
     hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)
+    known = [f.name for f in fields]
+
+    def dotted(key: Any) -> str:
+        return f"{prefix}.{_key(key)}" if prefix else _key(key)
+
     for key in data:
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        _require(key in known, dotted, f"unknown key (known here: {', '.join(known)})")
+        _require(key in known, dotted(key), f"unknown key (known here: {', '.join(known)})")
+    for f in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        _require(not required or f.name in data, dotted(f.name), "required, missing")
     kwargs = {}
     for key, value in data.items():
-        kwargs[key] = _check_type(value, hints[key], f"{prefix}.{key}" if prefix else key)
+        kwargs[key] = _check_type(value, hints[key], dotted(key))
     return cls(**kwargs)
+
+
+class _Refused(Exception):
+    """YAML refused while it is read (too deep, too many values, a number too large); ``line`` says where."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class LabLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, plus: ``1e-3`` is a float (YAML 1.1 wants ``1.0e-3``); nesting deeper than
+    ``MAX_DEPTH``, more than ``MAX_VALUES`` values and integers Python will not read are refused as they are
+    met, so a hostile file costs a few seconds at most. ``yaml.SafeLoader`` itself is left as it is."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            line = self.peek_event().start_mark.line + 1
+            if self.depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep; a recipe or sweep needs a few", line)
+            if not self.check_event(yaml.AliasEvent):
+                self.nodes += 1
+                if self.nodes > MAX_VALUES:
+                    raise _Refused(f"more than {MAX_VALUES:,} values; a recipe or sweep has a few dozen", line)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # past sys.get_int_max_str_digits()
+            digits = sum(c.isdigit() for c in node.value)
+            raise _Refused(f"an integer of {digits} digits is too large", node.start_mark.line + 1) from None
+
+
+LabLoader.add_constructor("tag:yaml.org,2002:int", LabLoader.construct_yaml_int)
+LabLoader.add_implicit_resolver(  # 1e-3, 5E+4, -2e5, 1.5e3, .5e1: what Python and YAML 1.2 call floats
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a document that expands to more than ``MAX_VALUES`` values (an alias counts at the size of
+    what it names) or holds an alias inside its own anchor, before anything is built from it.
+
+    Sizes are memoised per node of the composed graph, so a "billion laughs" of nine levels costs nine
+    levels of counting, not a billion.
+    """
+    sizes: dict[int, int] = {}
+    open_ids: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            open_ids.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_VALUES:  # the composer counted at most MAX_VALUES nodes: aliases make the rest
+                raise _Refused(f"YAML aliases expand to more than {MAX_VALUES:,} values; write the values out")
+        elif key in open_ids:
+            raise _Refused("a YAML alias refers to the value it is part of; write the values out", node.start_mark.line + 1)
+        elif key not in sizes:
+            open_ids.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(_children(node)))
+
+
+def _load(text: str) -> Any:
+    """One YAML document, read with :class:`LabLoader` and checked by :func:`_check_size` before it is built."""
+    loader = LabLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A PyYAML error as one short line: where and what."""
+    if isinstance(e, yaml.reader.ReaderError):
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        return f": character U+{char:04X} at offset {e.position} is not allowed in YAML"
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem, context = getattr(e, "problem", None), getattr(e, "context", None)
+    if problem and context and problem.startswith("but "):  # "expected a single document ... but found another"
+        problem = f"{context} {problem}"
+    problem = " ".join(str(problem or context or e).split())
+    problem = problem if len(problem) <= 160 else problem[:157] + "..."
+    return f" (line {mark.line + 1}): {problem}" if mark else f": {problem}"
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``model.depth=56`` -> (``model.depth``, 56); the value is read as YAML."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. model.depth=56")
+        raise ConfigError(f"override {quote(text)}: expected KEY=VALUE, e.g. model.depth=56")
     try:
-        return key.strip(), yaml.safe_load(value)
+        return key.strip(), _load(value)
+    except _Refused as e:
+        raise ConfigError(f"override {quote(text)}: {e}") from None
     except yaml.YAMLError:
-        raise ConfigError(f"override {text!r}: value is not valid YAML") from None
+        raise ConfigError(f"override {quote(text)}: value is not valid YAML") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set dotted keys in a nested dict (a copy); type and name checks happen in :func:`from_dict`."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for key, value in overrides.items():
-        section, _, name = key.partition(".")
+        section, _, name = key.partition(".") if isinstance(key, str) else ("", "", "")
         if not name:
-            raise ConfigError(f"{key}: overrides name a field as SECTION.FIELD, e.g. model.depth")
+            raise ConfigError(f"{_key(key)}: overrides name a field as SECTION.FIELD, e.g. model.depth")
         node = data.setdefault(section, {})
-        _require(isinstance(node, dict), section, f"expected a mapping, got {node!r}")
+        _require(isinstance(node, dict), _key(section), f"expected a mapping, got {quote(node)}")
         node[name] = value
     return data
 
 
-def read_yaml(path: str | Path) -> Any:
+def _kind(data: Any) -> str:
+    """What a YAML document is when it is not a mapping, in words."""
+    if isinstance(data, list):
+        return "a list"
+    if isinstance(data, str):
+        return f"the text {quote(data, 40)}"
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        return f"the number {quote(data, 40)}"
+    return f"{type(data).__name__} {quote(data, 40)}"
+
+
+def read_yaml(
+    path: str | Path,
+    example: str = f"{RECIPE_EXAMPLE} (a recipe) or {{recipe: digits, grid: {{model.depth: [20, 56]}}}} (a sweep)",
+) -> dict[str, Any]:
+    """A recipe or sweep file: a YAML mapping, read as UTF-8. What cannot be one is refused in a line that
+    names the file: no such file, a folder, unreadable, over ``MAX_FILE_BYTES``, not UTF-8, not valid
+    YAML, nested or aliased past the limits, empty, not a mapping (``example`` shows one)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file")
+        if path.is_dir():
+            raise ConfigError(f"{path}: a folder, not a YAML file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{path}: {size / 1e6:.1f} MB, too large for a recipe or sweep (at most {MAX_FILE_BYTES / 1e6:g} MB); "
+                f"is it the right file?"
+            )
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save it as UTF-8") from None
+    try:
+        data = _load(text)
+    except _Refused as e:
+        raise ConfigError(f"{path}: line {e.line}: {e}" if e.line else f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(e)}") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty; expected a mapping such as {example}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping such as {example}, got {_kind(data)}")
+    return data
 
 
 def make_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "") -> Config:
     """Validate plain data (plus dotted overrides) into a :class:`Config`; errors are prefixed with ``source``."""
     try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping such as {RECIPE_EXAMPLE}, got {_kind(data)}")
         return from_dict(Config, apply_overrides(data, overrides or {}))
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}" if source else str(e)) from None
@@ -287,4 +549,4 @@ def make_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, s
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read a recipe from ``experiments/`` and apply overrides such as ``{"model.depth": 56}``."""
-    return make_config(read_yaml(path), overrides, source=str(path))
+    return make_config(read_yaml(path, RECIPE_EXAMPLE), overrides, source=str(path))

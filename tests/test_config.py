@@ -34,11 +34,21 @@ def test_overrides_are_typed_and_checked():
         ({"track.wandb": "maybe"}, r"track.wandb: 'maybe' is not one of auto, online, offline, disabled"),
         ({"optim.warmup_lr": 0.01}, r"optim.warmup_lr: set warmup_lr and warmup_steps together"),
         ({"train.seed": True}, r"train.seed: expected int, got bool True"),
+        ({"optim.gamma": float("nan")}, r"optim.gamma: nan is not a finite number"),
+        ({"train.device": "tpu"}, r"train.device: 'tpu' is not one of auto, cpu, cuda, cuda:N, mps"),
     ],
 )
 def test_bad_values_name_the_field(change, message):
     with pytest.raises(ConfigError, match=message):
         make_config(TINY_RECIPE, change)
+
+
+def test_devices_that_train_takes():
+    for device in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert make_config(TINY_RECIPE, {"train.device": device}).train.device == device
+    for device in ("cuda:", "cuda:x", "gpu", "CPU", "cpu "):
+        with pytest.raises(ConfigError, match="train.device: .* is not one of auto, cpu, cuda, cuda:N, mps"):
+            make_config(TINY_RECIPE, {"train.device": device})
 
 
 def test_lr_schedule_in_iterations_with_warmup():
