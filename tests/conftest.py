@@ -13,6 +13,39 @@ import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: its shipped sweeps/ and experiments/
+# The PostgreSQL server of the tests marked ``postgres`` (distributed sweeps, database outages).
+POSTGRES = os.environ.get("LAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_answer: dict[str, str | None] = {}
+
+
+def postgres_problem() -> str | None:
+    """Why the server at ``POSTGRES`` cannot be used, or None when it answers; asked once per session."""
+    if "problem" not in _postgres_answer:
+        try:
+            import sqlalchemy  # the driver Optuna's RDB storage uses for the same URL
+
+            engine = sqlalchemy.create_engine(POSTGRES, connect_args={"connect_timeout": 5})
+            try:
+                with engine.connect():
+                    pass
+            finally:
+                engine.dispose()
+            _postgres_answer["problem"] = None
+        except Exception as e:  # refused, unknown database, no driver, a malformed URL
+            lines = str(e).strip().splitlines()
+            _postgres_answer["problem"] = f"{type(e).__name__}: {lines[0] if lines else ''}"
+    return _postgres_answer["problem"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``postgres`` skip when no server answers at LAB_TEST_POSTGRES, but fail under ``CI``."""
+    if item.get_closest_marker("postgres") is None or (problem := postgres_problem()) is None:
+        return
+    message = f"no PostgreSQL server answers at LAB_TEST_POSTGRES={POSTGRES} ({problem})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; under CI the database tests must run, not skip: start the server (README)", pytrace=False)
+    pytest.skip(f"{message}; set LAB_TEST_POSTGRES to a reachable server with a database to run this test")
+
 
 # A recipe small enough for a test: digits, depth 8, a handful of iterations, W&B offline.
 TINY_RECIPE = {

@@ -127,6 +127,29 @@ def test_shortcut_table_is_recomputed_from_run_records(tmp_path):
     assert table.loc["resnet-20-A", "note"] == "reference"
 
 
+def test_means_are_over_seeds_per_net_with_the_sample_std():
+    """Hand-made runs with known answers: every metric in its own column, std with ddof=1 (not the variance)."""
+    rows = [("resnet", 20, "A", seed, 270, train, val, test)
+            for seed, train, val, test in ((0, 1.0, 10.0, 20.0), (1, 3.0, 13.0, 24.0), (2, 5.0, 16.0, 28.0))]
+    rows += [("plain", 20, "A", 0, 270, 7.0, 17.0, 27.0), ("plain", 56, "A", 0, 850, 9.0, 30.0, 40.0),
+             ("plain", 56, "A", 1, 850, 9.5, 31.5, 41.0)]
+    runs = pd.DataFrame(rows, columns=["arch", "depth", "shortcut", "seed", "params", "train_err", "val_err", "test_err"])
+    expected = pd.DataFrame(
+        [("plain", 20, "A", 1, 270, 7.0, np.nan, 17.0, np.nan, 27.0, np.nan),
+         ("plain", 56, "A", 2, 850, 9.25, 0.5 / 2 ** 0.5, 30.75, 1.5 / 2 ** 0.5, 40.5, 1 / 2 ** 0.5),  # |a - b| / sqrt 2
+         ("resnet", 20, "A", 3, 270, 3.0, 2.0, 13.0, 3.0, 24.0, 4.0)],
+        columns=["arch", "depth", "shortcut", "seeds", "params", "train_err_mean", "train_err_std", "val_err_mean",
+                 "val_err_std", "test_err_mean", "test_err_std"])
+    pd.testing.assert_frame_equal(tables.means(runs), expected, check_dtype=False, rtol=1e-12)
+    assert tables.markdown(tables.display_means(tables.means(runs))) == (  # means.md, as a reader sees it
+        "| net | params | seeds | train err (%) | val err (%) | test err (%) |\n"
+        "|---|---|---|---|---|---|\n"
+        "| plain-20 | 270 | 1 | 7.00 | 17.00 | 27.00 |\n"
+        "| plain-56 | 850 | 2 | 9.25 ± 0.35 | 30.75 ± 1.06 | 40.50 ± 0.71 |\n"
+        "| resnet-20 | 270 | 3 | 3.00 ± 2.00 | 13.00 ± 3.00 | 24.00 ± 4.00 |\n"
+    )
+
+
 def test_shortcut_table_is_written_when_there_is_something_to_compare(tmp_path):
     depth_study = {("plain", 20, "A"): [5.0, 6.0], ("resnet", 20, "A"): [4.0, 4.5]}
     one_family = {("resnet", 20, "A"): [5.0, 6.0], ("resnet", 56, "A"): [4.0, 4.5]}
@@ -166,6 +189,26 @@ def test_report_files_precision_and_provenance(cifar_report):
     assert pd.read_csv(cifar_report / "curves.csv")["iteration"].dtype.kind == "i"
     assert "within seed noise" in (cifar_report / "shortcuts.md").read_text()
     assert "± " in (cifar_report / "means.md").read_text()
+
+
+def test_figure_files_are_pages_and_images_of_the_printed_size_with_something_drawn(cifar_report):
+    """What ``lab analyze`` writes for each figure: a one-page PDF as wide as a column (3.3 in) or two (6.9 in),
+    and a 300 dpi PNG of the same size that is not blank (the objects drawn are checked on the figures above)."""
+    from PIL import Image
+
+    for stem in ("degradation", "error_vs_depth", "layer_responses"):
+        for columns, width_in in figures.WIDTHS_IN.items():
+            pdf = (cifar_report / f"{stem}-{columns}col.pdf").read_bytes()
+            (box,) = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)  # one page
+            assert float(box[0]) == pytest.approx(72 * width_in, abs=0.1) and 72 < float(box[1]) < 72 * 9, (stem, box)
+            with Image.open(cifar_report / f"{stem}-{columns}col.png") as png:
+                assert png.format == "PNG" and png.size[0] == pytest.approx(300 * width_in, abs=1), (stem, png.size)
+                assert png.size[1] == pytest.approx(300 / 72 * float(box[1]), abs=1)  # the PDF's page, at 300 dpi
+                pixels = np.asarray(png.convert("RGB")).astype(np.uint32)
+            ink = (pixels < 200).any(axis=2)  # anything darker than a light grid line
+            assert 0.01 < ink.mean() < 0.5, f"{stem}-{columns}col.png: {ink.mean():.1%} of the pixels drawn"
+            colours = np.unique(pixels[..., 0] << 16 | pixels[..., 1] << 8 | pixels[..., 2])
+            assert len(colours) > 50, f"{stem}-{columns}col.png: {len(colours)} colours; the curves have their own"
 
 
 def test_summary_csv_keeps_full_precision(tmp_path):
@@ -278,6 +321,45 @@ def test_degradation_draws_train_dashed_test_bold_with_a_band_and_the_legend_out
     legend = fig.legends[0].get_window_extent()
     assert all(not legend.overlaps(ax.get_window_extent()) for ax in axes), "the legend covers no axes"
     figures.plt.close(fig)
+
+
+def test_degradation_series_are_styled_by_what_they_show_and_the_legend_says_so():
+    """He 2015, Figure 6: "dashed lines denote training error, and bold lines denote testing error". Each line is
+    told by its data (hand-made curves, every series at its own level), not by how it was drawn or tagged."""
+    nets_ = [("plain", 20), ("plain", 56), ("resnet", 20), ("resnet", 56)]
+    rows = [{"arch": arch, "depth": depth, "shortcut": "A", "seed": seed, "iteration": it,
+             "train_err": 10.0 * k + seed + it / 1000, "test_err": 50.0 + 10 * k + seed + it / 1000}
+            for k, (arch, depth) in enumerate(nets_) for seed in (0, 1) for it in (100, 200, 300)]
+    curves = pd.DataFrame(rows)
+    series = {(arch, depth, metric): g.groupby("iteration")[metric].mean()
+              for (arch, depth), g in curves.groupby(["arch", "depth"]) for metric in ("train_err", "test_err")}
+    for columns in (1, 2):
+        fig = figures.degradation(curves, columns)
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in axes] == ["plain", "ResNet"]
+        lines = {}  # (arch, depth, metric) -> the line drawing that mean over seeds
+        for ax, arch in zip(axes, ("plain", "resnet")):
+            assert len(ax.lines) == 4  # train and test error of depths 20 and 56
+            for line in ax.lines:
+                (key,) = [k for k, mean in series.items()
+                          if np.allclose(line.get_xdata(), mean.index) and np.allclose(line.get_ydata(), mean.to_numpy())]
+                assert key[0] == arch, f"{key} drawn in the {arch} panel"
+                lines[key] = line
+        assert set(lines) == set(series)
+        train = [line for (_, _, metric), line in lines.items() if metric == "train_err"]
+        test = [line for (_, _, metric), line in lines.items() if metric == "test_err"]
+        assert all(line.get_linestyle() == "--" for line in train), "training error dashed"
+        assert all(line.get_linestyle() == "-" for line in test), "test error solid"
+        thin, bold = {line.get_linewidth() for line in train}, {line.get_linewidth() for line in test}
+        assert len(thin) == len(bold) == 1 and min(bold) >= 1.5 * max(thin), "test error bold"
+        keys = {h.get_label(): h for h in fig.legends[0].legend_handles}
+        assert (keys["train"].get_linestyle(), keys["train"].get_linewidth()) == ("--", min(thin))
+        assert (keys["test"].get_linestyle(), keys["test"].get_linewidth()) == ("-", min(bold))
+        for depth in (20, 56):  # a depth's key: its colour, drawn as its test error is
+            key, line = keys[f"{depth} layers"], lines[("plain", depth, "test_err")]
+            assert (key.get_linestyle(), key.get_linewidth(), key.get_color()) == ("-", min(bold), line.get_color())
+            assert lines[("resnet", depth, "train_err")].get_color() == line.get_color()
+        figures.plt.close(fig)
 
 
 # --- layer responses (He 2015, Figure 7) ---

@@ -1,11 +1,13 @@
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from lab.config import ConfigError, DataConfig
-from lab.data import EvalBatches, TrainStream, augment, load_dataset
-from tests.conftest import write_cifar100
+from lab.config import ConfigError, DataConfig, make_config
+from lab.data import EvalBatches, Split, TrainStream, augment, load_dataset
+from lab.module import make_datamodule
+from tests.conftest import TINY_RECIPE, write_cifar100
 
 
 def test_digits_split_is_fixed_disjoint_and_complete():
@@ -74,10 +76,18 @@ def test_training_stream_is_a_function_of_seed_and_iteration(cifar10_dir):
 
     first = list(itertools.islice(stream(0), 6))
     assert all(x.shape == (32, 3, 32, 32) and x.dtype == torch.float32 for x, _ in first)
-    # 90 images, batches of 32: passes of 2 full batches, each pass a permutation of distinct images
+    # 90 images, batches of 32: passes of 2 full batches (the last 26 images of a pass left out), each pass
+    # 64 distinct images in a new order. The order depends on the seed and the split's size only, so a
+    # stream over images that are their own index (unaugmented, unnormalised) shows which images came.
+    ids = TrainStream(Split(torch.arange(90, dtype=torch.uint8).view(90, 1, 1, 1), d.train.y),
+                      torch.zeros(1), torch.ones(1), 32, seed=0)
+    orders = []
     for p in range(3):
-        labels_seen = torch.cat([y for _, y in first[2 * p : 2 * p + 2]])
-        assert len(labels_seen) == 64
+        index = torch.cat([ids.batch(i)[0].flatten() for i in (2 * p, 2 * p + 1)]).long()
+        assert len(set(index.tolist())) == 64, "no image twice in a pass"
+        assert torch.equal(torch.cat([y for _, y in first[2 * p : 2 * p + 2]]), d.train.y[index])  # labels kept
+        orders.append(index.tolist())
+    assert orders[0] != orders[1] != orders[2]  # every pass reshuffles
     resumed = list(itertools.islice(stream(0, start=3), 3))  # a run resumed at iteration 3
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first[3:], resumed))
     assert not torch.equal(first[0][0], next(iter(stream(1)))[0])
@@ -94,3 +104,45 @@ def test_each_pass_is_a_permutation_of_the_training_images():
     assert sorted(first.tolist()) == list(range(len(d.train)))
     stream.batch(len(d.train) // 128)  # the first batch of the second pass
     assert sorted(stream._order.tolist()) == list(range(len(d.train))) and not torch.equal(stream._order, first)
+
+
+def _train_batches(crop_pad: int, flip: bool, seed: int = 3, n: int = 3) -> tuple[torch.Tensor, list]:
+    """The training images, and the first ``n`` training batches of a recipe with these ``data.crop_pad`` and
+    ``data.flip`` as ``train`` makes them (config -> datamodule -> stream), turned back into uint8 pixels."""
+    config = make_config(TINY_RECIPE, {"data.crop_pad": crop_pad, "data.flip": flip, "optim.batch_size": 64,
+                                       "train.seed": seed})
+    datamodule = make_datamodule(config.data, config.optim.batch_size, config.train.seed)
+    # what the datamodule reads of its trainer: the device, and the iteration to start from
+    datamodule.trainer = SimpleNamespace(global_step=0, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    datamodule.setup("fit")
+    d = datamodule.data
+    mean, std = d.mean.view(1, -1, 1, 1), d.std.view(1, -1, 1, 1)
+    batches = list(itertools.islice(iter(datamodule.train_dataloader()), n))
+    return d.train.x, [((x * std + mean).round().to(torch.uint8), y) for x, y in batches]
+
+
+def test_recipes_augmentation_reaches_the_training_batches():
+    """data.crop_pad=4, data.flip=true: every training image is a shifted window of its zero-padded image,
+    mirrored about half the time (He 2015, Section 4.2); crop_pad=0, flip=false: the images as they are.
+    Same seed, same batches; the images of a batch do not depend on the augmentation."""
+    images, plain = _train_batches(0, False)
+    originals = {x.numpy().tobytes() for x in images}
+    for x, _ in plain:
+        assert all(image.numpy().tobytes() in originals for image in x), "unaugmented: the training images themselves"
+    _, augmented = _train_batches(4, True)
+    assert all(torch.equal(a, b) and torch.equal(y, z) for (a, y), (b, z) in zip(augmented, _train_batches(4, True)[1]))
+    assert not torch.equal(augmented[0][0], _train_batches(4, True, seed=4)[1][0][0])
+    shifts, mirrored, changed = set(), 0, 0
+    for (x, y), (original, y0) in zip(augmented, plain):
+        assert torch.equal(y, y0)
+        windows = torch.nn.functional.pad(original, (4, 4, 4, 4)).unfold(2, 8, 1).unfold(3, 8, 1)  # N x 1 x 9 x 9 x 8 x 8
+        as_is = (windows == x[:, :, None, None]).flatten(-2).all(-1).flatten(1)  # N x 81: x is window (dy, dx)
+        flipped = (windows == x.flip(-1)[:, :, None, None]).flatten(-2).all(-1).flatten(1)
+        assert (as_is | flipped).any(1).all(), "every image is a (mirrored) window of its padded image"
+        mirrored += int((flipped.any(1) & ~as_is.any(1)).sum())
+        changed += sum(not torch.equal(a, b) for a, b in zip(x, original))
+        shifts |= {divmod(int(k), 9) for k in (as_is | flipped).float().argmax(1)}
+    total = sum(len(y) for _, y in plain)
+    assert changed > 0.9 * total  # unchanged: offset (4, 4) and not mirrored, 1 in 162 (and blank edges)
+    assert 0.3 * total < mirrored < 0.7 * total
+    assert len(shifts) > 40  # of the 9 x 9 offsets

@@ -110,3 +110,33 @@ def test_imagenet_depths_are_checked_for_the_style():
         NetConfig("resnet", 20, style="imagenet")
     with pytest.raises(ValueError, match="model.style=imagenet"):
         NetConfig("resnet", 34)
+
+
+@pytest.mark.parametrize("arch,shortcut", [("plain", "A"), ("resnet", "B")])
+def test_convs_start_from_he_initialisation_and_bns_from_identity(arch, shortcut):
+    """He et al. 2015 ("Delving deep into rectifiers"), as Section 3.4 of the ResNet paper states: every conv's
+    weights Gaussian with mean 0 and std sqrt(2 / fan_out) (fan_out = out_channels x kernel area); BN scale 1, shift 0.
+
+    torch's default (uniform, std 1/sqrt(3 fan_in)) is 0.41x that on the 16->16 3x3 convs; fan_in instead of
+    fan_out is 4x on the stem (1 -> 16 channels) and 1.4x on the first conv of each later stage; a uniform
+    distribution of the same std has kurtosis 1.8.
+    """
+    torch.manual_seed(0)
+    net = build_net(NetConfig(arch, 20, shortcut, in_channels=1, num_classes=10))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 19 + (2 if shortcut == "B" else 0)  # 19 3x3 convs, option B's two 1x1 projections
+    standardised = []
+    for conv in convs:
+        w = conv.weight.detach()
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        z = w.flatten() / (2 / fan_out) ** 0.5
+        assert abs(z.mean()) < 4 / len(z) ** 0.5, conv  # mean 0 (4 standard errors)
+        assert z.std() == pytest.approx(1, abs=0.25), conv  # each conv (the stem: 144 weights, 4 standard errors)
+        standardised.append(z)
+    z = torch.cat(standardised)
+    assert z.pow(2).mean() == pytest.approx(1, abs=0.02)  # all ~270k weights together: the scale to 2%
+    assert (z.pow(4).mean() / z.pow(2).mean() ** 2).item() == pytest.approx(3, abs=0.1)  # Gaussian: kurtosis 3 (uniform: 1.8)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == len(convs)
+    assert all(torch.equal(bn.weight, torch.ones_like(bn.weight)) and torch.equal(bn.bias, torch.zeros_like(bn.bias))
+               for bn in bns)

@@ -130,6 +130,7 @@ def test_points_enqueued_twice_still_run_once(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_two_machines_share_one_postgres_study(tmp_path):
     """Two coordinators (as on two machines, each with its own runs folder) on one PostgreSQL study."""
     name = f"tiny-{uuid.uuid4().hex[:8]}"
