@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import Config, ConfigError, from_dict, make_config, read_yaml
+from lab.config import Config, ConfigError, from_dict, make_config, quote, read_yaml
 from lab.storage import StorageUnavailable, disk_full, make_storage
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,16 +54,16 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise ConfigError(f"metric: {self.metric!r} is not one of {', '.join(METRICS)}")
+            raise ConfigError(f"metric: {quote(self.metric)} is not one of {', '.join(METRICS)}")
         if self.direction not in ("minimize", "maximize"):
-            raise ConfigError(f"direction: {self.direction!r} is not minimize or maximize")
+            raise ConfigError(f"direction: {quote(self.direction)} is not minimize or maximize")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {_quote(values)}")
+                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {quote(values)}")
             seen = [json.dumps(v, sort_keys=True) for v in values]
             twice = [v for i, v in enumerate(values) if seen[i] in seen[:i]]
             if twice:  # the point would be queued once and counted twice: "1/2 done" forever
-                raise ConfigError(f"grid.{key}: {_quote(twice[0])} is listed twice; list each value once")
+                raise ConfigError(f"grid.{key}: {quote(twice[0])} is listed twice; list each value once")
         for key, dist in self.search.items():
             if not isinstance(dist, dict) or not ({"choices"} <= dist.keys() or {"low", "high"} <= dist.keys()):
                 raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
@@ -77,7 +77,7 @@ class SweepSpec:
             for key, value in match.items():  # a typo ('Plain', "110") would otherwise match nothing, silently
                 unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in self.grid[key]]
                 if unknown:
-                    raise ConfigError(f"{where}.{key}: {_quote(unknown)} not among the grid's values {_quote(self.grid[key])}")
+                    raise ConfigError(f"{where}.{key}: {quote(unknown)} not among the grid's values {quote(self.grid[key])}")
         for i, rule in enumerate(self.when):
             if set(rule) != {"match", "set"} or not isinstance(rule["set"], dict) or set(rule["set"]) & set(self.grid):
                 raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
@@ -109,11 +109,6 @@ class SweepSpec:
         return len(self.grid_points()) if self.grid else self.n_trials
 
 
-def _quote(values: Any, limit: int = 80) -> str:
-    text = repr(values)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _matches(point: dict[str, Any], match: dict[str, Any]) -> bool:
     """Whether ``point`` has every value of ``match`` (a list there means any of its values)."""
     return all(point.get(k) in (v if isinstance(v, list) else [v]) for k, v in match.items())
@@ -139,8 +134,9 @@ def find_recipe(recipe: str, sweep_file: Path) -> Path:
 def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
     """(study name, spec, recipe data); every grid point is validated as a config here, before anything runs."""
     path = find_sweep(name)
+    data = read_yaml(path, example="{recipe: digits, grid: {model.depth: [20, 56]}}")  # its errors name the file
     try:
-        spec = from_dict(SweepSpec, read_yaml(path))
+        spec = from_dict(SweepSpec, data)
         recipe = read_yaml(find_recipe(spec.recipe, path))
         if spec.grid and not spec.grid_points():
             raise ConfigError("exclude: leaves no grid point to run")
@@ -253,7 +249,7 @@ def _record_problem(run_dir: Path) -> str | None:
     except FileNotFoundError:
         return f"{summary} is missing"
     except (OSError, ValueError) as e:
-        return f"{summary} is not readable ({_quote(str(e), 60)})"
+        return f"{summary} is not readable ({quote(str(e), 60)})"
     return None if isinstance(data, dict) and "config" in data else f"{summary} is not a run summary"
 
 
@@ -413,8 +409,8 @@ class Sweep:
             before, now = t.user_attrs.get("settings", {}), self.spec.settings(point)
             if before != now:
                 raise ConfigError(
-                    f"study {self.name!r} ran {point} with other per-point settings ({_quote(before)}, now "
-                    f"{_quote(now)}); put the when rules back, or give the changed sweep a new name so the studies stay apart"
+                    f"study {self.name!r} ran {point} with other per-point settings ({quote(before)}, now "
+                    f"{quote(now)}); put the when rules back, or give the changed sweep a new name so the studies stay apart"
                 )
 
     def _enqueue(self, point: dict[str, Any]) -> None:

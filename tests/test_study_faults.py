@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from tests.conftest import lab, write_project
 
 SEEDS = {"grid": {"train.seed": [0, 1, 2]}}
-POSTGRES = os.environ.get("LAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.conftest import POSTGRES  # noqa: E402
 
 
 def load_study(name: str, storage: str | Path) -> optuna.Study:
@@ -160,7 +160,7 @@ def _postgres(action: str) -> None:
 @pytest.fixture
 def postgres_study():
     if not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql"):
-        pytest.skip("needs the machine's PostgreSQL cluster (pg_ctlcluster) to stop and start it")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("needs the machine's PostgreSQL cluster (pg_ctlcluster) to stop and start it")
     name = f"tiny-{uuid.uuid4().hex[:8]}"
     yield name
     _postgres("start")  # always leave it running
@@ -182,6 +182,7 @@ TWO = {"grid": {"train.seed": [0, 1]}}
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_a_database_outage_during_a_trial_is_waited_out(tmp_path, postgres_study):
     from tests.conftest import TINY_RECIPE
 
@@ -198,6 +199,7 @@ def test_a_database_outage_during_a_trial_is_waited_out(tmp_path, postgres_study
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_a_long_database_outage_ends_the_sweep_in_one_line_and_a_rerun_completes(tmp_path, postgres_study):
     from tests.conftest import TINY_RECIPE
 

@@ -231,9 +231,11 @@ def test_a_study_refuses_a_changed_recipe(tmp_path, monkeypatch):
     root = write_project(tmp_path, GRID)
     monkeypatch.chdir(root)
     name, spec, recipe = load_sweep("tiny")
-    Sweep(name, spec, recipe)  # the study starts, remembering what does not vary
-    Sweep(name, spec, recipe, overrides={"track.wandb": "disabled"})  # tracking may differ
     changed = {**recipe, "optim": {**recipe["optim"], "lr": 0.05}}
+    Sweep(name, spec, changed)  # nothing finished yet (say, every trial diverged): new fixed settings are taken
+    study = Sweep(name, spec, recipe).study  # the study starts, remembering what does not vary
+    study.tell(study.ask(), 1.0)  # a trial finished with them
+    Sweep(name, spec, recipe, overrides={"track.wandb": "disabled"})  # tracking may differ
     with pytest.raises(ConfigError, match=r"'tiny' was started with other settings \(optim.lr differ\)"):
         Sweep(name, spec, changed)
     older = Sweep(name, spec, recipe).study  # a study started before lab had model.style and data.scale
@@ -274,7 +276,9 @@ def test_a_study_refuses_changed_per_point_settings_but_takes_rules_for_new_poin
     sweep = {"grid": {"model.depth": [8, 14]}, "when": [{"match": {"model.depth": 14}, "set": {"optim.lr": 0.05}}]}
     monkeypatch.chdir(write_project(tmp_path, sweep))
     name, spec, recipe = load_sweep("tiny")
-    Sweep(name, spec, recipe)._enqueue_missing()
+    first = Sweep(name, spec, recipe)
+    first._enqueue_missing()
+    first.study.tell(first.study.ask(), 1.0)  # one point finished (depth 14: deepest first)
     Sweep(name, spec, recipe)  # the same spec again: resumes
     with pytest.raises(ConfigError, match=r"other settings \(optim.lr differ\)"):  # what the depth-8 points run with
         Sweep(name, spec, recipe, overrides={"optim.lr": 0.5})
