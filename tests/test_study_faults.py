@@ -17,10 +17,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import lab, write_project
+from tests.conftest import POSTGRES, lab, write_project
 
 SEEDS = {"grid": {"train.seed": [0, 1, 2]}}
-from tests.conftest import POSTGRES  # noqa: E402
 
 
 def load_study(name: str, storage: str | Path) -> optuna.Study:
