@@ -237,6 +237,11 @@ def _grid_key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True)
 
 
+def _param_value(value: Any) -> Any:
+    """A grid value as an Optuna categorical choice: a number, string, bool or None as it is, else its JSON."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value, sort_keys=True)
+
+
 def _record_problem(run_dir: Path) -> str | None:
     """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
     from lab.records import SUMMARY_FILE
@@ -546,6 +551,7 @@ class Sweep:
                     continue
                 trial.set_user_attr("worker", self.worker_id)
                 trial.set_user_attr("heartbeat", time.time())
+                self._record_grid_params(trial, point)
                 params = {k: _suggest(trial, k, d) for k, d in self.spec.search.items()}
                 try:
                     config = make_config(self.recipe, self.spec.overrides(point, self.cli, params))
@@ -560,6 +566,17 @@ class Sweep:
                 trial.set_user_attr("record", str(run_dir_for(config, run_name).resolve()))
                 return Claim(trial, config, run_name)
         return None
+
+    def _record_grid_params(self, trial: Any, point: dict[str, Any]) -> None:
+        """The point's values as the trial's parameters, each over the grid's values: Optuna's dataframe,
+        plots, importances and optuna-dashboard then see what a study varies, like a searched value."""
+        from optuna.distributions import CategoricalDistribution
+
+        for key, values in self.spec.grid.items():
+            if key in self.spec.search:  # the searched value is the parameter
+                continue
+            dist = CategoricalDistribution([_param_value(v) for v in values])
+            self.storage.set_trial_param(trial._trial_id, key, dist.to_internal_repr(_param_value(point[key])), dist)
 
     def _run(self, claim: Claim) -> dict[str, Any] | None:
         """Train in a child process; heartbeat meanwhile; the summary, or None if the run failed."""
@@ -609,9 +626,10 @@ class Sweep:
                 self.study.tell(trial, state=TrialState.FAIL)
                 note = f"{claim.run_name} FAILED{': ' + reason if reason else ''}; its log: {log}"
             else:
-                for key in (*METRICS, "params", "wall_s", "steps"):
+                for key in (*METRICS, "wall_s", "steps"):
                     if key in summary:
                         trial.set_user_attr(key, summary[key])
+                trial.set_user_attr("n_params", summary["params"])  # Optuna's "params" are the trial's parameters
                 self.study.tell(trial, summary[self.spec.metric])
                 note = (
                     f"{claim.run_name} done in {summary['wall_s']:.0f}s: "

@@ -37,6 +37,34 @@ def summaries(runs: Path) -> dict[str, int]:
     return {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
 
 
+def dashboard_importances(journal: Path) -> dict[str, float]:
+    """The parameter importances optuna-dashboard's importance view shows for the study in ``journal``."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), str(journal), "--host",
+                               "127.0.0.1", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/0/param_importances") as response:
+                    body = json.load(response)
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "optuna-dashboard did not start"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait()
+    assert "param_importances" in body, body  # {"reason": "Failed to calculate parameter importances."} otherwise
+    (importances,) = body["param_importances"]  # one objective
+    return {p["name"]: p["importance"] for p in importances}
+
+
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
     root = write_project(tmp_path, GRID)
@@ -56,6 +84,15 @@ def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
         assert name in wandb_file.read_bytes().decode("latin1") and b"tiny" in wandb_file.read_bytes()
     best = study.best_trial
     assert best.value == json.loads((runs / best.user_attrs["run"] / "summary.json").read_text())["val_err"]
+    # Optuna sees what the study varies: parameters, as Optuna's dataframe, plots and importances read them
+    frame = study.trials_dataframe()
+    assert {"params_model.arch", "params_train.seed", "user_attrs_n_params"} <= set(frame.columns)
+    assert "user_attrs_params" not in frame.columns  # the parameter count has its own name
+    for t in study.trials:
+        assert t.params == t.user_attrs["grid"]
+        assert t.distributions["model.arch"].choices == ("plain", "resnet")
+    assert set(optuna.importance.get_param_importances(study)) == {"model.arch", "train.seed"}
+    assert set(dashboard_importances(runs / "optuna.journal")) == {"model.arch", "train.seed"}
 
     again = lab("sweep", "tiny", "--workers", "2", cwd=root)
     assert again.returncode == 0, again.stderr
