@@ -347,10 +347,11 @@ class Sweep:
         self.study_dir = runs_dir / name
         self.log_dir = self.study_dir / "logs"  # made when trials start: a command refused here leaves nothing
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        opened = make_storage(storage, self.study_dir)
         try:
             self.study = optuna.create_study(
                 study_name=name,
-                storage=make_storage(storage, self.study_dir),
+                storage=opened,
                 sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
                 direction=spec.direction,
                 load_if_exists=True,
