@@ -21,6 +21,7 @@ from lab import nets
 DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
 SCHEDULES = ("step", "plateau")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+PRECISIONS = ("32", "bf16-mixed")  # train.precision: Lightning's names
 DEVICES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # what train.device may say
 RECIPE_EXAMPLE = "model: {arch: resnet, depth: 20}"
 # Hostile input is cheap: a recipe or sweep file is a few KB of a few levels; anything far beyond is refused
@@ -219,9 +220,22 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 1000  # iterations between train/val/test error points of the curves
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    # The fast path (README, "Fast training"). precision: "32" (fp32, the paper's) | "bf16-mixed" (bfloat16 autocast,
+    # fp32 weights and optimizer). compile: the training step's forward and backward through torch.compile, as CUDA
+    # graphs on a GPU (mode reduce-overhead); the same function, in fewer launches. Both change the run's numbers
+    # in the last bits, so they are part of the run's config (and a study's settings).
+    precision: Any = "32"  # YAML reads 32 as a number: either is taken, and kept as the text "32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _require(self.eval_every > 0, "train.eval_every", "must be > 0")
+        if type(self.precision) is int and str(self.precision) in PRECISIONS:
+            self.precision = str(self.precision)
+        _require(
+            isinstance(self.precision, str) and self.precision in PRECISIONS,
+            "train.precision",
+            f"{quote(self.precision)} is not one of {', '.join(PRECISIONS)}",
+        )
         _require(
             isinstance(self.device, str) and DEVICES.fullmatch(self.device) is not None,
             "train.device",

@@ -194,8 +194,8 @@ def _clear_run_dir(run_dir: Path) -> None:
             path.unlink()
 
 
-def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
-    """Train one run and return its summary.
+def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
+    """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock).
 
     A finished run of the same config is returned as it is; an unfinished one (a killed worker)
     resumes from its last checkpoint; anything else in the run folder is replaced. Damaged record files
@@ -226,7 +226,7 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     data = datamodule.prepare()
     m = config.model
     net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes, m.style))
-    module = Classifier(net, config.optim)
+    module = Classifier(net, config.optim, compile=config.train.compile)
 
     record = RecordLogger(run_dir, rows)
     loggers: list[Any] = [record]
@@ -242,13 +242,14 @@ def train(config: Config, run_name: str | None = None) -> dict[str, Any]:
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
+        precision="32-true" if config.train.precision == "32" else config.train.precision,
         max_steps=config.optim.max_steps,
         max_epochs=-1,
         val_check_interval=config.train.eval_every,
         check_val_every_n_epoch=None,  # evaluate every eval_every iterations, across epochs
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *callbacks],
         enable_checkpointing=False,  # Lightning's ModelCheckpoint: not needed, RecordCheckpoint keeps last.ckpt
         enable_progress_bar=False,
         enable_model_summary=False,
