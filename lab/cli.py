@@ -1,27 +1,53 @@
 """The ``lab`` command: ``train``, ``sweep`` and ``analyze``.
 
 Bad input exits with status 2 and one line naming what is wrong and how to fix it.
+
+A command prints its own lines only: the warnings and log lines of the libraries underneath (Lightning, torch,
+W&B, Optuna, pandas, matplotlib, ...) are about their internals, not about the user's runs, and are hidden
+unless ``-v``/``--verbose`` (or ``LAB_VERBOSE=1``) asks for them. ``lab --version`` imports no torch: it answers
+at once.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from lab.config import WANDB_MODES, ConfigError
+VERBOSE_ENV = "LAB_VERBOSE"  # "1": everything the libraries say; trial processes of a sweep inherit it
+
+
+class _Version(argparse.Action):
+    """``--version``: print :func:`version` and exit (``main`` answers it before the parser is even built)."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.exit(message=version() + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from lab.config import WANDB_MODES  # imports torch (lab.nets): not for --version
+
+    verbose_help = ("also show the warnings and log lines of Lightning, torch, W&B, Optuna and the other libraries "
+                    f"(hidden by default; {VERBOSE_ENV}=1 does the same, also for a sweep's trial logs)")
     p = argparse.ArgumentParser(prog="lab", description="Depth studies of plain and residual networks.")
+    p.add_argument("--version", action=_Version, help="print lab's version and git commit, and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    # -v is taken after the command too; SUPPRESS: absent there, it leaves the value given before the command
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train one run from a recipe in experiments/")
+    t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/")
     t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml")
     t.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
 
-    s = sub.add_parser("sweep", help="run (or resume) the Optuna study of sweeps/NAME.yaml")
+    s = sub.add_parser("sweep", parents=[common], help="run (or resume) the Optuna study of sweeps/NAME.yaml")
     s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study")
     s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
                    "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
@@ -33,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="list every trial (run name, parameters, multiply-adds per image) and the total; run nothing")
     s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
 
-    a = sub.add_parser("analyze", help="tables and figures of a study's run records")
+    a = sub.add_parser("analyze", parents=[common], help="tables and figures of a study's run records")
     a.add_argument("name", help="the study (sweep) name, e.g. depth-study")
     a.add_argument("--runs-dir", default="runs", help="folder of run records (default: runs)")
     a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
@@ -81,6 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from lab.config import ConfigError
     from lab.sweep import Sweep, SweepStopped, load_sweep
 
     name, spec, recipe = load_sweep(args.name)
@@ -163,8 +190,70 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def version() -> str:
+    """``lab X.Y.Z``, with the git commit (``+dirty`` with uncommitted changes) when the code is a git checkout."""
+    from lab import __version__
+
+    commit = _git_commit(Path(__file__).resolve().parent.parent)
+    return f"lab {__version__}" + (f" (git {commit})" if commit else "")
+
+
+def _git_commit(root: Path) -> str | None:
+    """As ``lab.tracking.code_version`` (which imports torch), but None unless ``root`` itself is a checkout's top:
+    an installed copy inside some other repository (a virtual environment in a project) is not that commit."""
+    def git(*words: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *words], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top_and_head = (git("rev-parse", "--show-toplevel", "HEAD") or "").splitlines()
+    if len(top_and_head) != 2 or Path(top_and_head[0]).resolve() != root:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return top_and_head[1][:12] + ("+dirty" if dirty else "")
+
+
+def _set_verbosity(verbose: bool) -> None:
+    """Quiet (the default): hide what the libraries underneath warn and log about themselves; ``lab -v``: show it.
+
+    Quiet, every warning is ignored but lab's own (a ``UserWarning`` raised in ``lab`` or ``analysis``, such as
+    W&B falling back to offline), and log records that reach the root logger go nowhere, so that no library's
+    logger falls back to printing on stderr (matplotlib's font notes, say) and Lightning, finding a handler
+    there, adds none of its own. ``lab.train`` hides Lightning's info lines and internal warnings itself, also in
+    a sweep's trial processes (their logs), which learn ``-v`` from ``LAB_VERBOSE``.
+    """
+    import logging
+    import warnings
+
+    if verbose or os.environ.get(VERBOSE_ENV) == "1":
+        os.environ[VERBOSE_ENV] = "1"
+        return
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", category=UserWarning, module=r"(lab|analysis)\.")
+    logging.getLogger().addHandler(logging.NullHandler())
+
+
+def _global_options(argv: list[str]) -> list[str]:
+    """The options before the command: ``-v --version`` of ``lab -v --version``."""
+    options = []
+    for word in argv:
+        if not word.startswith("-"):
+            break
+        options.append(word)
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in _global_options(argv):  # before the parser, whose choices come from lab.config (torch)
+        print(version())
+        return 0
     args = _parse(argv)
+    _set_verbosity(args.verbose)
+    from lab.config import ConfigError
+
     command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}[args.command]
     try:
         return command(args)

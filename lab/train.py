@@ -50,10 +50,17 @@ def _accelerator(device: str) -> tuple[str, Any]:
 
 
 def _quiet_lightning() -> None:
+    """Hide Lightning's info lines (the devices it found) and its warnings that a user of lab can do nothing about;
+    ``lab -v`` (``LAB_VERBOSE=1``, inherited by a sweep's trial processes) shows them all."""
+    verbose = os.environ.get("LAB_VERBOSE") == "1"
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        return
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*(LeafSpec|treespec).*")
+    # Lightning's hint to launch multi-process SLURM jobs with srun, on every machine with srun: a run is one process
+    warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 class RecordCheckpoint(pl.Callback):
