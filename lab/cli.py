@@ -221,8 +221,9 @@ def _set_verbosity(verbose: bool) -> None:
     Quiet, every warning is ignored but lab's own (a ``UserWarning`` raised in ``lab`` or ``analysis``, such as
     W&B falling back to offline), and log records that reach the root logger go nowhere, so that no library's
     logger falls back to printing on stderr (matplotlib's font notes, say) and Lightning, finding a handler
-    there, adds none of its own. ``lab.train`` hides Lightning's info lines and internal warnings itself, also in
-    a sweep's trial processes (their logs), which learn ``-v`` from ``LAB_VERBOSE``.
+    there, adds none of its own; torch, which has handlers of its own, logs errors only (``TORCH_LOGS``, unless
+    set). ``lab.train`` hides Lightning's info lines and internal warnings itself, also in a sweep's trial
+    processes (their logs), which learn ``-v`` from ``LAB_VERBOSE``.
     """
     import logging
     import warnings
@@ -233,6 +234,9 @@ def _set_verbosity(verbose: bool) -> None:
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", category=UserWarning, module=r"(lab|analysis)\.")
     logging.getLogger().addHandler(logging.NullHandler())
+    if "TORCH_LOGS" not in os.environ:  # torch logs through handlers of its own (torch.compile: "No CUDA runtime ...")
+        os.environ["TORCH_LOGS"] = "-all"  # errors only, in the processes started from here too (read on import)
+        logging.getLogger("torch").setLevel(logging.ERROR)  # here, where torch is imported already
 
 
 def _global_options(argv: list[str]) -> list[str]:
