@@ -68,6 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--partial", action="store_true",
                    help="analyze the runs that are there when records are missing or unreadable; README.md lists "
                    "what was left out")
+
+    b = sub.add_parser("bench", parents=[common], help="training throughput: lab's path vs a DataLoader loop vs the floor")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="a tiny net and a few iterations (seconds; for CI)")
+    mode.add_argument("--gpu-check", action="store_true",
+                      help="the GPU protocol: ResNet-20/56/110 with bf16 and compiled variants, under 5 minutes on an H200")
+    b.add_argument("--out", default="runs/bench.json", help="the JSON report; the table goes beside it as .md "
+                   "(default: runs/bench.json)")
+    b.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
+    b.add_argument("--no-sweep", action="store_true", help="leave out the sweep probe (trials/hour, 1 vs N workers)")
+    b.add_argument("--depths", help="comma-separated ResNet depths to measure instead of the mode's, e.g. 20,56")
     return p
 
 
@@ -153,6 +164,16 @@ def _resume_command(args: argparse.Namespace) -> str:
         if getattr(args, option) is not None:
             words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return shlex.join(words + args.overrides)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lab.bench import run_bench
+
+    mode = "quick" if args.quick else "gpu-check" if args.gpu_check else "full"
+    depths = tuple(int(d) for d in args.depths.split(",")) if args.depths else None
+    report = run_bench(mode, Path(args.out), device=args.device, sweep=not args.no_sweep, depths=depths)
+    print(f"written: {args.out} and {Path(args.out).with_suffix('.md')} ({report['elapsed_s']:.0f}s)")
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -258,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_verbosity(args.verbose)
     from lab.config import ConfigError
 
-    command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze}[args.command]
+    command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "bench": cmd_bench}[args.command]
     try:
         return command(args)
     except ConfigError as e:
