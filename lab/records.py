@@ -73,7 +73,20 @@ def finished_summary(run_dir: Path, config: Config) -> dict[str, Any] | None:
     Never raises for a damaged summary (None: not finished; ``train`` sets it aside and trains the run again).
     """
     summary = read_summary(Path(run_dir) / SUMMARY_FILE)
-    return summary if summary is not None and summary["config"] == config.to_dict() else None
+    return summary if summary is not None and same_config(summary["config"], config) else None
+
+
+def same_config(recorded: Any, config: Config) -> bool:
+    """Whether a recorded config is ``config``. A field added to lab after the record was written counts at its
+    default there (a run finished before ``train.precision`` existed ran at 32 bits): it is not run again."""
+    from lab.config import ConfigError, make_config
+
+    if recorded == config.to_dict():
+        return True
+    try:
+        return isinstance(recorded, dict) and make_config(recorded).to_dict() == config.to_dict()
+    except (ConfigError, TypeError):  # written by a lab that allowed what this one refuses: not this config
+        return False
 
 
 def read_failure(run_dir: Path) -> str | None:

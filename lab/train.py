@@ -31,6 +31,7 @@ from lab.records import (
     finished_summary,
     read_summary,
     run_dir_for,
+    same_config,
     set_aside,
     write_json_atomic,
 )
@@ -158,7 +159,7 @@ def _resume_point(run_dir: Path, config: Config, name: str) -> tuple[int, list[d
     if (run_dir / FAILURE_FILE).exists() or not (ckpt.is_file() and saved.is_file()):
         return None
     try:
-        if yaml.safe_load(saved.read_text()) != config.to_dict():
+        if not same_config(yaml.safe_load(saved.read_text()), config):
             return None  # another config: replaced
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None  # unreadable: not known to be this config

@@ -98,3 +98,15 @@ def test_lab_train_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "plain-8-s0: train_err" in result.stdout
     assert (tmp_path / "runs" / "demo" / "plain-8-s0" / "summary.json").is_file()
+
+
+def test_a_run_recorded_before_a_config_field_existed_counts_it_at_its_default(tmp_path):
+    """Records written by an older lab (no train.precision, no train.compile) are still this config's."""
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"})
+    first = train(cfg)
+    path = run_dir_for(cfg) / "summary.json"
+    old = json.loads(path.read_text())
+    del old["config"]["train"]["precision"], old["config"]["train"]["compile"]
+    path.write_text(json.dumps(old))
+    stamp = path.stat().st_mtime_ns
+    assert train(cfg)["test_err"] == first["test_err"] and path.stat().st_mtime_ns == stamp  # not trained again
