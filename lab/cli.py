@@ -57,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("--dry-run", action="store_true",
                    help="list every trial (run name, parameters, multiply-adds per image) and the total; run nothing")
+    s.add_argument("--status", action="store_true", help="the study at a glance, from its storage (any machine): "
+                   "points done, running (host, SLURM job), failed (why), waiting, and its SLURM jobs still queued")
+    s.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: run the trials here (default); slurm: submit --tasks coordinators as a SLURM array job")
+    cluster = s.add_argument_group("with --launcher slurm (each task runs --workers trials at a time: trials per GPU)")
+    cluster.add_argument("--tasks", type=int, help="SLURM tasks, each a coordinator of the study (default: 1)")
+    cluster.add_argument("--partition", help="SLURM partition (default: the cluster's)")
+    cluster.add_argument("--gpus-per-task", type=int, help="GPUs of each task (default: none)")
+    cluster.add_argument("--cpus-per-task", type=int, help="CPU cores of each task (default: the cluster's)")
+    cluster.add_argument("--time", help="time limit of each task, e.g. 4:00:00; a task near it requeues itself")
+    cluster.add_argument("--sbatch", action="append", metavar="OPTION", help="an extra #SBATCH line, e.g. "
+                         "--sbatch=--qos=high (repeatable)")
+    s.add_argument("--task", action="store_true", help=argparse.SUPPRESS)  # inside a SLURM job: one coordinator
     s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
 
     a = sub.add_parser("analyze", parents=[common], help="tables and figures of a study's run records")
@@ -132,16 +145,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         dry_run(name, spec, recipe, overrides)
         return 0
+    if args.status:
+        from lab.sweep import print_status
+
+        print_status(name, spec, recipe, args.storage, overrides)
+        return 0
+    slurm_given = [f"--{k.replace('_', '-')}" for k in ("tasks", "partition", "gpus_per_task", "cpus_per_task", "time", "sbatch")
+                   if getattr(args, k) is not None]
+    if args.launcher == "local" and slurm_given:
+        raise ConfigError(f"{slurm_given[0]}: a SLURM option; add --launcher slurm to submit the sweep to SLURM")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers: {args.workers} must be at least 1")
+    if args.launcher == "slurm" and not args.task:
+        return _submit_to_slurm(args, name, spec, recipe, overrides)
     workers = args.workers if args.workers is not None else _default_workers()
-    if workers < 1:
-        raise ConfigError(f"--workers: {workers} must be at least 1")
+    slurm_job = None
+    if args.task:
+        from lab.slurm import job_id
+
+        slurm_job = job_id() or "none"
     start = time.perf_counter()
-    sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides)
+    sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides, slurm_job=slurm_job)
     try:
         counts = sweep.run()
     except SweepStopped as e:  # the database or the disk failed: one line, and how to go on
         print(f"lab sweep: stopped: {e}; resume with: {_resume_command(args)}", file=sys.stderr)
         return 1
+    if sweep.released == "SIGUSR1":  # preempted, or near the time limit: trials handed on; back into the queue
+        from lab.slurm import requeue
+
+        requeue(slurm_job)
+        return 0
+    if sweep.released:  # SIGTERM alone: cancelled (scancel); its trials were handed on to the other tasks
+        print(f"[{name}] SLURM job {slurm_job} stopped by {sweep.released}; its trials were handed on")
+        return 0
     print(
         f"[{name}] finished in {time.perf_counter() - start:.0f}s: {counts['done']}/{spec.total} done, "
         f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
@@ -152,6 +189,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if counts["failed"]:
         print(f"[{name}] run the same command again to retry the failed trials", file=sys.stderr)
         return 1
+    return 0
+
+
+def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, overrides: dict) -> int:
+    """``--launcher slurm``: queue the study's points here (errors come now, not in a job), then submit the tasks."""
+    from lab.slurm import SlurmOptions, check_storage, submit
+    from lab.sweep import Sweep
+
+    storage = check_storage(args.storage)
+    options = SlurmOptions(tasks=1 if args.tasks is None else args.tasks, partition=args.partition, gpus_per_task=args.gpus_per_task,
+                           cpus_per_task=args.cpus_per_task, time=args.time, sbatch=args.sbatch or [])
+    options.check()
+    sweep = Sweep(name, spec, recipe, storage=storage, workers=1, overrides=overrides)
+    added = sweep.queue()
+    runs_dir = sweep.study_dir.parent.resolve()
+    task = [sys.executable, "-m", "lab", "sweep", args.name, "--storage", storage, "--runs-dir", str(runs_dir), "--task"]
+    task += ["--workers", str(args.workers)] if args.workers is not None else []
+    task += ["--wandb", args.wandb] if args.wandb else []
+    task += [item for item in args.overrides if not item.startswith("track.runs_dir=")]
+    job = submit(sweep, task, options)
+    counts = sweep.counts()
+    print(f"[{name}] submitted SLURM job {job}: {options.tasks} task{'s' if options.tasks != 1 else ''} for "
+          f"{counts['remaining'] + counts['running']} of {spec.total} points ({added} newly queued); records in {sweep.study_dir}; "
+          f"logs in {sweep.study_dir / 'slurm'}; follow it with: lab sweep {args.name} --status --storage {storage}"
+          + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
     return 0
 
 

@@ -1,9 +1,30 @@
 """``lab sweep NAME``: an Optuna study over configs, every trial a ``train(config)`` in its own process.
 
-Grid sweeps enqueue each grid point once as a waiting trial; ``study.ask()`` hands a waiting trial to
-exactly one worker, and a worker that still meets a point some other trial holds (two machines
-enqueueing at once) steps aside, so each point runs once. Running the command again resumes: points
-already complete are skipped, and trials whose worker died are failed and their points run again.
+A coordinator (``Sweep``: one per ``lab sweep`` command, one per SLURM task) runs ``workers`` trials at a
+time. Every coordinator of a study, on any machine, meets the others only in the study's storage, and
+a trial goes through these states there (user attributes in capitals are the constants below):
+
+- **WAITING** with its grid point: ``_enqueue`` puts every missing point in the queue once, as a trial
+  with the point's values as fixed parameters, ``GRID`` and the point's ``SETTINGS``.
+- **RUNNING** with an owner and a heartbeat: ``study.ask()`` hands the oldest waiting trial to exactly
+  one coordinator (``_claim``), which sets ``WORKER`` (host:pid:token), ``HEARTBEAT`` (renewed every
+  ``HEARTBEAT_S``), ``SLURM_JOB`` under SLURM, ``RUN`` and ``RECORD`` (the run folder), and trains it in a
+  child process (``_run``).
+- **COMPLETE** with the metric as its value and the summary's metrics as attributes (``_finish``), once
+  ``summary.json`` is written.
+- **FAIL** with the reason in ``FAILURE``: the run diverged or crashed (``_finish``); its worker died
+  (``_reap_stale``: a dead pid on this host, or no heartbeat for ``STALE_AFTER_S`` from any host; its
+  point is queued again and the new trial resumes the run from its checkpoint); the task was preempted or
+  reached its time limit (``release``: the point is queued again at once with the same parameters and run
+  name, ``CONTINUES`` naming the trial it continues, so the run resumes from its checkpoint).
+- **PRUNED** with ``SKIPPED``: the point was already held by another trial (two machines enqueueing at
+  once: of two unfinished trials of one point the higher number steps aside), or is no longer in the grid.
+
+Timeouts: a heartbeat every ``HEARTBEAT_S`` (30 s) is cheap for any database; ``STALE_AFTER_S`` (600 s,
+twenty missed heartbeats) is long enough that a slow database or a paused VM never fails a live trial,
+and short next to trials that run for hours. A trial claimed but not yet owned (its coordinator died
+inside ``_claim``) is lost after ``CLAIM_LOST_S``. Running the command again resumes: complete points
+are skipped, lost ones run again, each point completes once.
 
 One process per trial because W&B and Lightning keep process-wide state (an active ``wandb.run``,
 ``WANDB_MODE``): trials sharing a process would merge into one W&B run. The processes fork from a
@@ -12,7 +33,6 @@ server that imported torch and Lightning once, so a trial starts in well under a
 from __future__ import annotations
 
 import errno
-import itertools
 import json
 import multiprocessing
 import os
@@ -22,143 +42,40 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.config import Config, ConfigError, from_dict, make_config, quote, read_yaml
+from lab.config import Config, ConfigError, make_config, quote
+# The spec and its loading live in lab.spec; imported here too, where they always were.
+from lab.spec import (  # noqa: F401
+    METRICS, NAMING_KEYS, PROJECT_ROOT, SweepSpec, _matches, _plain_name, _search_example, find_recipe, find_sweep,
+    load_sweep, planned_trials,
+)
 from lab.storage import StorageUnavailable, disk_full, make_storage
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
 EXIT_DISK_FULL = 75  # a trial process's exit status when it could not write its record (EX_TEMPFAIL)
 STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
-NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
+CLAIM_LOST_S = 60  # a trial popped by ask() and not owned after this long: its coordinator died in between
+LINGER_POLL_S = 5  # how often a SLURM task with nothing to claim looks for lost trials of other tasks
 
-
-@dataclass
-class SweepSpec:
-    """``sweeps/NAME.yaml``: which recipe, what varies (a grid, a TPE search, or both) and which metric."""
-
-    recipe: str  # experiments/RECIPE.yaml, or a path relative to the sweep file
-    metric: str = "val_err"
-    direction: str = "minimize"
-    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe for every trial
-    grid: dict[str, list] = field(default_factory=dict)  # every combination runs once
-    exclude: list[dict] = field(default_factory=list)  # combinations left out, e.g. {model.arch: plain, model.shortcut: B}
-    when: list[dict] = field(default_factory=list)  # per-point settings: {match: {model.depth: 110}, set: {optim.lr: ..}}
-    search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
-    n_trials: int | None = None  # budget of a search without a grid
-    sampler_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ConfigError(f"metric: {quote(self.metric)} is not one of {', '.join(METRICS)}")
-        if self.direction not in ("minimize", "maximize"):
-            raise ConfigError(f"direction: {quote(self.direction)} is not minimize or maximize")
-        for key, values in self.grid.items():
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {quote(values)}")
-            seen = [json.dumps(v, sort_keys=True) for v in values]
-            twice = [v for i, v in enumerate(values) if seen[i] in seen[:i]]
-            if twice:  # the point would be queued once and counted twice: "1/2 done" forever
-                raise ConfigError(f"grid.{key}: {quote(twice[0])} is listed twice; list each value once")
-        for key, dist in self.search.items():
-            if not isinstance(dist, dict) or not ({"choices"} <= dist.keys() or {"low", "high"} <= dist.keys()):
-                raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
-            if set(dist) - {"low", "high", "log", "step", "choices"}:
-                raise ConfigError(f"search.{key}: unknown keys {sorted(set(dist) - {'low', 'high', 'log', 'step', 'choices'})}")
-        for where, match in [(f"exclude[{i}]", m) for i, m in enumerate(self.exclude)] + [
-            (f"when[{i}].match", rule.get("match") if isinstance(rule, dict) else None) for i, rule in enumerate(self.when)
-        ]:
-            if not isinstance(match, dict) or not match or set(match) - set(self.grid):
-                raise ConfigError(f"{where}: expected a mapping of grid keys ({', '.join(self.grid) or 'none'}) to values")
-            for key, value in match.items():  # a typo ('Plain', "110") would otherwise match nothing, silently
-                unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in self.grid[key]]
-                if unknown:
-                    raise ConfigError(f"{where}.{key}: {quote(unknown)} not among the grid's values {quote(self.grid[key])}")
-        for i, rule in enumerate(self.when):
-            if set(rule) != {"match", "set"} or not isinstance(rule["set"], dict) or set(rule["set"]) & set(self.grid):
-                raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
-            if any(str(k).startswith("track.") for k in rule["set"]):
-                raise ConfigError(f"when[{i}].set: track.* says where records go, the same for every trial of a study")
-        if not self.grid and not self.search:
-            raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
-        if self.grid and self.n_trials is not None:
-            raise ConfigError("n_trials: a grid runs each of its points once; n_trials is only for a search without a grid")
-        if self.search and not self.grid and not (self.n_trials and self.n_trials > 0):
-            raise ConfigError("n_trials: a search without a grid needs a budget, e.g. n_trials: 20")
-
-    def grid_points(self) -> list[dict[str, Any]]:
-        keys = list(self.grid)
-        points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
-        return [p for p in points if not any(_matches(p, m) for m in self.exclude)]
-
-    def settings(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The ``when`` settings that apply to ``point``, later rules winning."""
-        return {k: v for rule in self.when if _matches(point, rule["match"]) for k, v in rule["set"].items()}
-
-    def overrides(self, point: dict[str, Any], cli: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything a trial sets in the recipe, later winning: ``fixed``, the point's ``when`` settings,
-        the command line's overrides, the grid point itself, the searched values."""
-        return {**self.fixed, **self.settings(point), **(cli or {}), **point, **(params or {})}
-
-    @property
-    def total(self) -> int:
-        return len(self.grid_points()) if self.grid else self.n_trials
-
-
-def _matches(point: dict[str, Any], match: dict[str, Any]) -> bool:
-    """Whether ``point`` has every value of ``match`` (a list there means any of its values)."""
-    return all(point.get(k) in (v if isinstance(v, list) else [v]) for k, v in match.items())
-
-
-def find_sweep(name: str) -> Path:
-    """``NAME`` -> ``sweeps/NAME.yaml`` here or in the project; a path is taken as it is."""
-    if name.endswith((".yaml", ".yml")) or os.sep in name:
-        return Path(name)
-    for root in (Path.cwd(), PROJECT_ROOT):
-        if (root / "sweeps" / f"{name}.yaml").is_file():
-            return root / "sweeps" / f"{name}.yaml"
-    known = sorted(p.stem for p in (PROJECT_ROOT / "sweeps").glob("*.yaml"))
-    raise ConfigError(f"sweep {name!r}: no sweeps/{name}.yaml (known: {', '.join(known)})")
-
-
-def find_recipe(recipe: str, sweep_file: Path) -> Path:
-    if recipe.endswith((".yaml", ".yml")):
-        return (sweep_file.parent / recipe).resolve()
-    return sweep_file.resolve().parent.parent / "experiments" / f"{recipe}.yaml"
-
-
-def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
-    """(study name, spec, recipe data); every grid point is validated as a config here, before anything runs."""
-    path = find_sweep(name)
-    data = read_yaml(path, example="{recipe: digits, grid: {model.depth: [20, 56]}}")  # its errors name the file
-    try:
-        spec = from_dict(SweepSpec, data)
-        recipe = read_yaml(find_recipe(spec.recipe, path))
-        if spec.grid and not spec.grid_points():
-            raise ConfigError("exclude: leaves no grid point to run")
-        for rule in spec.when:  # a rule for points all excluded is checked too: it may name a field that is not there
-            if not any(_matches(p, rule["match"]) for p in spec.grid_points()):
-                make_config(recipe, spec.overrides(spec.grid_points()[0], params={**_search_example(spec), **rule["set"]}))
-        names: dict[str, dict] = {}
-        for point, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, {})):
-            if run in names and not run.endswith("-t#"):
-                raise ConfigError(
-                    f"grid: points {names[run]} and {point} are the same run {run!r}"
-                    + (" (a plain net has no shortcut)" if run.startswith("plain-") else "")
-                    + "; leave one out with exclude, e.g. exclude: [{model.arch: plain, model.shortcut: [B, C]}]"
-                )
-            names[run] = point
-    except (ConfigError, TypeError) as e:
-        raise ConfigError(f"{path}: {e}") from None
-    return path.stem, spec, recipe
-
-
-def _search_example(spec: SweepSpec) -> dict[str, Any]:
-    return {k: d["choices"][0] if "choices" in d else d["low"] for k, d in spec.search.items()}
+# A trial's user attributes (what lab knows of it; every Optuna tool shows them):
+GRID = "grid"  # its grid point, {key: value}
+SETTINGS = "settings"  # the point's `when` settings when it was enqueued (a study refuses changed ones)
+WORKER = "worker"  # host:pid:token of the coordinator running it
+HEARTBEAT = "heartbeat"  # unix time its coordinator last said it is alive
+SLURM_JOB = "slurm_job"  # the SLURM job (JOB_TASK of an array) whose coordinator runs it
+RUN = "run"  # the run's name, e.g. resnet-56-s0; a continued trial inherits it
+RECORD = "record"  # the run folder's absolute path
+FAILURE = "failure"  # why it failed
+SKIPPED = "skipped"  # why it was pruned
+CONTINUES = "continues"  # the number of the preempted trial whose run this one continues
+N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the trial's parameters)
+# The study's user attributes:
+BASE_CONFIG = "base_config"  # the config the study started with, less what varies and track.*
+LOST_RECORDS = "lost_records"  # {trial number: problem} of complete trials whose run record is gone
+SLURM_JOBS = "slurm_jobs"  # the SLURM array jobs submitted for the study (lab sweep --launcher slurm)
 
 
 def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
@@ -168,23 +85,6 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     if isinstance(low, int) and isinstance(high, int) and not dist.get("log"):
         return trial.suggest_int(key, low, high, step=dist.get("step", 1))
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
-
-
-def planned_trials(spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(run name, config) of every trial the sweep would run; searched values shown at their lower bound.
-
-    Runs whose name the grid does not fix end in ``-t#``: the Optuna trial number, given when the trial starts.
-    """
-    example = _search_example(spec)
-    configs = [make_config(recipe, spec.overrides(p, cli, example)) for p in spec.grid_points() or [{}]]
-    if not spec.grid:
-        return [(f"{configs[0].run_name}-t#", configs[0]) for _ in range(spec.n_trials)]
-    return [(c.run_name if _plain_name(spec) else f"{c.run_name}-t#", c) for c in configs]
-
-
-def _plain_name(spec: SweepSpec) -> bool:
-    """Whether a run's paper-like name (``resnet-110-B-s0``) tells its trial from every other of the sweep."""
-    return not spec.search and set(spec.grid) <= NAMING_KEYS
 
 
 def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
@@ -283,6 +183,10 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True).start()
+    if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
+        from lab.slurm import slurm_env_dropped
+
+        slurm_env_dropped()
     import torch
 
     from lab.train import train
@@ -338,10 +242,14 @@ class Sweep:
         workers: int = 1,
         overrides: dict[str, Any] | None = None,
         out=sys.stdout,
+        slurm_job: str | None = None,
     ) -> None:
         import optuna
 
         self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out
+        self.slurm_job = slurm_job  # JOB_TASK of the SLURM array task this coordinator runs in, if any
+        self.linger = slurm_job is not None  # a SLURM task stays while others run, to take over lost trials
+        self.released: str | None = None  # the signal that released this coordinator's trials
         self.cli = {**(overrides or {}), "track.study": name}  # the command line's overrides, for every trial
         runs_dir = Path(make_config(recipe, spec.overrides({}, self.cli)).track.runs_dir)
         self.study_dir = runs_dir / name
@@ -358,7 +266,6 @@ class Sweep:
             )
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
-        self.storage = self.study._storage
         self.storage_kind = "database" if storage and "://" in storage else "journal file"
         self.lost: set[int] = set()  # trial numbers of complete trials whose record is gone (_check_records)
         self._check_same_base()
@@ -366,6 +273,7 @@ class Sweep:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lock = threading.RLock()
         self.processes: dict[int, tuple[Any, Any]] = {}  # trial number -> (process, trial)
+        self.claims: dict[int, Claim] = {}  # trial number -> claim, from _claim until _finish or release
         self.failed = 0
         self.errors: list[Exception] = []
         self.stopping = False
@@ -384,10 +292,10 @@ class Sweep:
             section, _, name = key.partition(".")
             base[section].pop(name, None)
         self._check_same_settings()
-        stored = self.study.user_attrs.get("base_config")
+        stored = self.study.user_attrs.get(BASE_CONFIG)
         if stored is None or not self._trials(TrialState.COMPLETE, TrialState.RUNNING):
             # nothing ran to the end with the stored settings (say, every run diverged): the fixed ones count
-            self.study.set_user_attr("base_config", base)
+            self.study.set_user_attr(BASE_CONFIG, base)
             return
         # A field that a newer lab added is absent from older studies: it counts as its default there.
         defaults = Config().to_dict()
@@ -409,18 +317,20 @@ class Sweep:
         """Refuse ``when`` rules changed for points the study already has; rules for new points are fine."""
         in_grid = {_grid_key(p) for p in self.spec.grid_points()}
         for t in self.study.get_trials(deepcopy=False):
-            point = t.user_attrs.get("grid")
+            point = t.user_attrs.get(GRID)
             if point is None or _grid_key(point) not in in_grid or t.state.name not in ("COMPLETE", "RUNNING", "WAITING"):
                 continue
-            before, now = t.user_attrs.get("settings", {}), self.spec.settings(point)
+            before, now = t.user_attrs.get(SETTINGS, {}), self.spec.settings(point)
             if before != now:
                 raise ConfigError(
                     f"study {self.name!r} ran {point} with other per-point settings ({quote(before)}, now "
                     f"{quote(now)}); put the when rules back, or give the changed sweep a new name so the studies stay apart"
                 )
 
-    def _enqueue(self, point: dict[str, Any]) -> None:
-        self.study.enqueue_trial({}, user_attrs={"grid": point, "settings": self.spec.settings(point)})
+    def _enqueue(self, point: dict[str, Any], params: dict[str, Any] | None = None, **attrs: Any) -> None:
+        """Queue ``point`` as a waiting trial whose parameters are the point's values (and ``params``)."""
+        fixed = {k: _param_value(v) for k, v in point.items() if k not in self.spec.search}
+        self.study.enqueue_trial({**fixed, **(params or {})}, user_attrs={GRID: point, SETTINGS: self.spec.settings(point), **attrs})
 
     # --- the study's state -------------------------------------------------------------
 
@@ -437,54 +347,66 @@ class Sweep:
         """
         from optuna.trial import TrialState
 
-        lost = {int(k): v for k, v in self.study.user_attrs.get("lost_records", {}).items()}
+        lost = {int(k): v for k, v in self.study.user_attrs.get(LOST_RECORDS, {}).items()}
         found = {}
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number in lost or "run" not in t.user_attrs:
+            if t.number in lost or RUN not in t.user_attrs:
                 continue
-            record = Path(t.user_attrs.get("record", self.study_dir / t.user_attrs["run"]))
-            here = str(t.user_attrs.get("worker", "")).split(":")[0] == socket.gethostname() or record.is_dir()
+            record = Path(t.user_attrs.get(RECORD, self.study_dir / t.user_attrs[RUN]))
+            here = str(t.user_attrs.get(WORKER, "")).split(":")[0] == socket.gethostname() or record.is_dir()
             problem = _record_problem(record) if here else None
             if problem:
                 found[t.number] = problem
                 self.progress(f"trial {t.number} finished, but {problem}: its point runs again")
         if found:
             lost.update(found)
-            self.study.set_user_attr("lost_records", {str(k): v for k, v in lost.items()})
+            self.study.set_user_attr(LOST_RECORDS, {str(k): v for k, v in lost.items()})
         self.lost = set(lost)
 
-    def _reap_stale(self) -> list[dict[str, Any]]:
-        """Fail running trials whose worker is gone; return their grid points."""
+    def _reap_stale(self) -> list[Any]:
+        """Fail running trials whose worker is gone; return them (``_requeue`` continues their runs)."""
         from optuna.trial import TrialState
 
-        host, now, points = socket.gethostname(), time.time(), []
+        host, now, reaped = socket.gethostname(), time.time(), []
         for t in self._trials(TrialState.RUNNING):
-            worker = t.user_attrs.get("worker")
+            worker = t.user_attrs.get(WORKER)
             if worker == self.worker_id:
                 continue
-            heartbeat = t.user_attrs.get("heartbeat", t.datetime_start.timestamp())
+            heartbeat = t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp())
             w_host, w_pid, _ = (worker or "::").split(":")
             if worker is None:  # popped by ask() but never claimed: its coordinator died in between
-                lost = now - heartbeat > 60
+                lost = now - heartbeat > CLAIM_LOST_S
             else:
                 lost = w_host == host and (int(w_pid) == os.getpid() or not _pid_alive(int(w_pid)))
             if lost or now - heartbeat > STALE_AFTER_S:
                 try:
-                    self.storage.set_trial_user_attr(t._trial_id, "failure", f"worker {worker} lost")
+                    # Optuna has no public call that sets an attribute of a trial another process asked
+                    # for; the storage's is the one call of the coordinator by trial id.
+                    self.study._storage.set_trial_user_attr(t._trial_id, FAILURE, f"worker {worker} lost")
                     self.study.tell(t.number, state=TrialState.FAIL)
                 except Exception:  # another coordinator failed it first
                     continue
-                if "grid" in t.user_attrs:
-                    points.append(t.user_attrs["grid"])
-        return points
+                reaped.append(t)
+        return reaped
+
+    def _requeue(self, trial: Any, why: str) -> None:
+        """Queue the point of a trial that stopped unfinished again, with its parameters and run name: the
+        trial that takes it resumes the run from its last checkpoint (also a ``-t#`` run, and a searched one)."""
+        attrs = {k: trial.user_attrs[k] for k in (RUN,) if k in trial.user_attrs}
+        params = {k: v for k, v in trial.params.items() if k in self.spec.search}
+        if self.spec.grid:
+            self._enqueue(trial.user_attrs.get(GRID, {}), params, **attrs, **{CONTINUES: trial.number})
+        else:
+            self.study.enqueue_trial(params, user_attrs={**attrs, CONTINUES: trial.number})
+        self.progress(f"trial {trial.number} {why}: its run continues in a new trial")
 
     def _enqueue_missing(self) -> int:
         from optuna.trial import TrialState
 
         active = {
-            _grid_key(t.user_attrs["grid"])
+            _grid_key(t.user_attrs[GRID])
             for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-            if "grid" in t.user_attrs
+            if GRID in t.user_attrs
         }
         missing = [p for p in self.spec.grid_points() if _grid_key(p) not in active]
         # Deepest first: a trial's cost grows with depth, and parallel workers finish together
@@ -505,7 +427,7 @@ class Sweep:
     def _done_keys(self) -> set[str]:
         from optuna.trial import TrialState
 
-        return {_grid_key(t.user_attrs["grid"]) for t in self._trials(TrialState.COMPLETE) if "grid" in t.user_attrs}
+        return {_grid_key(t.user_attrs[GRID]) for t in self._trials(TrialState.COMPLETE) if GRID in t.user_attrs}
 
     def _holder_of(self, trial: Any, point: dict[str, Any]) -> int | None:
         """Another trial that owns this grid point: a complete one, or an unfinished one with a lower number.
@@ -517,7 +439,7 @@ class Sweep:
 
         key = _grid_key(point)
         for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
-            if t.number != trial.number and _grid_key(t.user_attrs.get("grid", {})) == key:
+            if t.number != trial.number and _grid_key(t.user_attrs.get(GRID, {})) == key:
                 if t.state == TrialState.COMPLETE or t.number < trial.number:
                     return t.number
         return None
@@ -540,44 +462,55 @@ class Sweep:
         from lab.records import run_dir_for
 
         with self.lock:
-            self.lost = {int(k) for k in self.study.user_attrs.get("lost_records", {})}  # other machines' finds too
-            for point in self._reap_stale():
-                self._enqueue(point)
+            self.lost = {int(k) for k in self.study.user_attrs.get(LOST_RECORDS, {})}  # other machines' finds too
+            for lost in self._reap_stale():
+                self._requeue(lost, "lost its worker")
             while self._budget_left():
                 trial = self.study.ask()
-                point = trial.user_attrs.get("grid", {})
+                point = trial.user_attrs.get(GRID, {})
                 if self.spec.grid and (point not in self.spec.grid_points() or self._holder_of(trial, point) is not None):
-                    trial.set_user_attr("skipped", "grid point held by another trial or not in the grid")
+                    trial.set_user_attr(SKIPPED, "grid point held by another trial or not in the grid")
                     self.study.tell(trial, state=TrialState.PRUNED)
                     continue
-                trial.set_user_attr("worker", self.worker_id)
-                trial.set_user_attr("heartbeat", time.time())
-                self._record_grid_params(trial, point)
+                if not self._suggest_grid(trial, point):  # queued by an older lab, without its parameters
+                    trial.set_user_attr(SKIPPED, "queued without its grid parameters; queued again with them")
+                    self.study.tell(trial, state=TrialState.PRUNED)
+                    self._enqueue(point, **{k: trial.user_attrs[k] for k in (RUN, CONTINUES) if k in trial.user_attrs})
+                    continue
+                trial.set_user_attr(WORKER, self.worker_id)
+                trial.set_user_attr(HEARTBEAT, time.time())
+                if self.slurm_job:
+                    trial.set_user_attr(SLURM_JOB, self.slurm_job)
                 params = {k: _suggest(trial, k, d) for k, d in self.spec.search.items()}
                 try:
                     config = make_config(self.recipe, self.spec.overrides(point, self.cli, params))
                 except ConfigError as e:  # a sampled value the recipe rejects: this trial fails, the sweep goes on
                     self.failed += 1
-                    trial.set_user_attr("failure", str(e))
+                    trial.set_user_attr(FAILURE, str(e))
                     self.study.tell(trial, state=TrialState.FAIL)
                     self.progress(f"trial {trial.number} FAILED: {e}")
                     continue
-                run_name = config.run_name if _plain_name(self.spec) else f"{config.run_name}-t{trial.number}"
-                trial.set_user_attr("run", run_name)
-                trial.set_user_attr("record", str(run_dir_for(config, run_name).resolve()))
-                return Claim(trial, config, run_name)
+                # a continued trial keeps its run (and so its checkpoint), also a -t# run named after the first trial
+                run_name = trial.user_attrs.get(RUN) or (
+                    config.run_name if _plain_name(self.spec) else f"{config.run_name}-t{trial.number}")
+                trial.set_user_attr(RUN, run_name)
+                trial.set_user_attr(RECORD, str(run_dir_for(config, run_name).resolve()))
+                claim = Claim(trial, config, run_name)
+                self.claims[trial.number] = claim
+                return claim
         return None
 
-    def _record_grid_params(self, trial: Any, point: dict[str, Any]) -> None:
-        """The point's values as the trial's parameters, each over the grid's values: Optuna's dataframe,
-        plots, importances and optuna-dashboard then see what a study varies, like a searched value."""
-        from optuna.distributions import CategoricalDistribution
-
+    def _suggest_grid(self, trial: Any, point: dict[str, Any]) -> bool:
+        """The point's values as the trial's parameters, each over the grid's values (Optuna's dataframe,
+        plots, importances and optuna-dashboard then see what a study varies); they were fixed when the
+        point was enqueued, so ``suggest_categorical`` returns them. False when one comes back otherwise: a
+        trial queued by an older ``lab`` with no parameters, whose values the sampler would pick."""
         for key, values in self.spec.grid.items():
             if key in self.spec.search:  # the searched value is the parameter
                 continue
-            dist = CategoricalDistribution([_param_value(v) for v in values])
-            self.storage.set_trial_param(trial._trial_id, key, dist.to_internal_repr(_param_value(point[key])), dist)
+            if trial.suggest_categorical(key, [_param_value(v) for v in values]) != _param_value(point[key]):
+                return False
+        return True
 
     def _run(self, claim: Claim) -> dict[str, Any] | None:
         """Train in a child process; heartbeat meanwhile; the summary, or None if the run failed."""
@@ -586,14 +519,17 @@ class Sweep:
         log = self.log_dir / f"{claim.run_name}.log"
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid())
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
-        proc.start()
-        self.processes[claim.trial.number] = (proc, claim.trial)
+        with self.lock:
+            if self.stopping:  # released or stopped since the claim: release/_stop_trials handle the trial
+                return None
+            proc.start()
+            self.processes[claim.trial.number] = (proc, claim.trial)
         last_beat = time.time()
         while proc.is_alive():
             proc.join(timeout=1)
             if time.time() - last_beat > HEARTBEAT_S:
                 with self.lock:
-                    claim.trial.set_user_attr("heartbeat", time.time())
+                    claim.trial.set_user_attr(HEARTBEAT, time.time())
                 last_beat = time.time()
         self.processes.pop(claim.trial.number, None)
         # The summary, written last and atomically, is what makes a run finished: a process that
@@ -619,19 +555,21 @@ class Sweep:
 
         with self.lock:
             trial = claim.trial
+            if self.claims.pop(trial.number, None) is None:  # released meanwhile (a SLURM signal)
+                return
             if summary is None:
                 self.failed += 1
                 log = self.log_dir / f"{claim.run_name}.log"
                 reason = read_failure(run_dir_for(claim.config, claim.run_name))  # e.g. "diverged at iteration 37"
-                trial.set_user_attr("failure", reason or f"see {log}")
-                self.study.tell(trial, state=TrialState.FAIL)
+                trial.set_user_attr(FAILURE, reason or f"see {log}")
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 note = f"{claim.run_name} FAILED{': ' + reason if reason else ''}; its log: {log}"
             else:
                 for key in (*METRICS, "wall_s", "steps"):
                     if key in summary:
                         trial.set_user_attr(key, summary[key])
-                trial.set_user_attr("n_params", summary["params"])  # Optuna's "params" are the trial's parameters
-                self.study.tell(trial, summary[self.spec.metric])
+                trial.set_user_attr(N_PARAMS, summary["params"])
+                self.study.tell(trial, summary[self.spec.metric], skip_if_finished=True)
                 note = (
                     f"{claim.run_name} done in {summary['wall_s']:.0f}s: "
                     f"{self.spec.metric} {summary[self.spec.metric]:.2f}, train_err {summary['train_err']:.2f}"
@@ -645,9 +583,19 @@ class Sweep:
 
     def _worker(self) -> None:
         try:
-            while (claim := self._claim()) is not None:
+            while True:
+                claim = self._claim()
+                if claim is None:
+                    if self.linger and not self.stopping and self._others_running():
+                        time.sleep(LINGER_POLL_S)  # stay to take over trials of tasks that die
+                        continue
+                    return
                 self.progress(f"{claim.run_name} started")
                 summary = self._run(claim)
+                if summary is None and self.slurm_job and not self.stopping:
+                    # SLURM signals every process of a preempted job at once: a trial that died of it (or of
+                    # its W&B service dying) is not a failed run; the coordinator's signal releases it
+                    time.sleep(3)
                 if self.stopping:
                     return
                 self._finish(claim, summary)
@@ -656,16 +604,36 @@ class Sweep:
             self.stopping = True
             self._stop_trials("sweep stopped")
 
-    def run(self) -> dict[str, int]:
-        """Run every remaining trial; returns the final counts. Ctrl-C stops the trials and fails them cleanly."""
+    def queue(self) -> int:
+        """Bring the study up to date before trials run: points of lost records and lost workers, and
+        grid points not yet in the study, queued; returns how many points were added."""
+        with self.lock:
+            self._check_records()
+            for lost in self._reap_stale():
+                self._requeue(lost, "lost its worker")
+            return self._enqueue_missing() if self.spec.grid else 0
+
+    def _others_running(self) -> bool:
+        """Whether trials of other coordinators are running (one may yet be lost and need taking over)."""
         from optuna.trial import TrialState
 
+        with self.lock:
+            return any(t.user_attrs.get(WORKER) != self.worker_id for t in self._trials(TrialState.RUNNING))
+
+    def run(self) -> dict[str, int]:
+        """Run every remaining trial; returns the final counts. Ctrl-C stops the trials and fails them cleanly.
+
+        Under SLURM (``slurm_job``), SIGUSR1 (the job's ``--signal``: its time limit is near, or it is being
+        preempted) and SIGTERM (``scancel``) release the running trials (``release``) and return;
+        ``self.released`` is then the signal's name (on SIGUSR1 the task requeues itself: ``lab.slurm``).
+        """
+        signalled: list[str] = []
+        if self.slurm_job:
+            for sig in (signal.SIGUSR1, signal.SIGTERM):
+                signal.signal(sig, lambda number, frame: signalled.append(signal.Signals(number).name))
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            with self.lock:
-                self._check_records()
-                self._reap_stale()  # _enqueue_missing puts their points back
-                added = self._enqueue_missing() if self.spec.grid else 0
+            added = self.queue()
         except Exception as e:
             self.errors.append(e)
             return self._raise_stopped()
@@ -677,6 +645,10 @@ class Sweep:
             while any(t.is_alive() for t in threads):
                 for t in threads:
                     t.join(timeout=0.5)
+                if signalled:
+                    self.release(f"SLURM job {self.slurm_job} got {signalled[0]}")
+                    self.released = signalled[0]
+                    return self.counts()
         except KeyboardInterrupt:
             self.stopping = True
             self._stop_trials("interrupted")
@@ -697,6 +669,28 @@ class Sweep:
             raise SweepStopped(f"the disk is full{where} ({error.strerror}); {safe}; free some space") from error
         raise error
 
+    def release(self, why: str) -> None:
+        """Stop this coordinator's trials and hand their runs on: each trial fails (``FAILURE`` says why)
+        and its point is queued again with its parameters and run name, so that whichever task claims it
+        next (this one requeued, or another) resumes the run from its last checkpoint."""
+        from optuna.trial import TrialState
+
+        self.stopping = True
+        with self.lock:
+            for number, (proc, _) in list(self.processes.items()):
+                proc.terminate()  # last.ckpt is replaced atomically: a checkpoint being written is never torn
+            for proc, _ in list(self.processes.values()):
+                proc.join(timeout=20)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            for number, claim in list(self.claims.items()):
+                claim.trial.set_user_attr(FAILURE, f"released: {why}")
+                frozen = self.study.tell(claim.trial, state=TrialState.FAIL, skip_if_finished=True)
+                self.claims.pop(number, None)
+                if frozen.state == TrialState.FAIL:
+                    self._requeue(claim.trial, f"released ({why})")
+
     def _stop_trials(self, reason: str) -> None:
         """Terminate running trial processes and fail their trials where the storage still answers."""
         from optuna.trial import TrialState
@@ -704,9 +698,88 @@ class Sweep:
         with self.lock:
             for number, (proc, trial) in list(self.processes.items()):
                 proc.terminate()
+                self.claims.pop(number, None)
                 try:
-                    trial.set_user_attr("failure", reason)
-                    self.study.tell(trial, state=TrialState.FAIL)
+                    trial.set_user_attr(FAILURE, reason)
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception:  # the storage is what failed: the next run finds the trial's worker gone
                     pass
                 self.processes.pop(number, None)
+
+
+def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: str | None = None,
+                 overrides: dict[str, Any] | None = None, out=sys.stdout) -> dict[str, int]:
+    """``lab sweep NAME --status``: the study at a glance, from its storage alone (any machine, any launcher):
+    points done / running (where) / failed (why) / waiting, and the study's SLURM jobs still queued."""
+    import optuna
+    from optuna.trial import TrialState
+
+    cli = {**(overrides or {}), "track.study": name}
+    study_dir = Path(make_config(recipe, spec.overrides({}, cli)).track.runs_dir) / name
+    if (not storage or "://" not in storage) and not Path(storage or study_dir / "optuna.journal").is_file():
+        raise ConfigError(f"no study {name!r} in {storage or study_dir / 'optuna.journal'}: start it with "
+                          f"`lab sweep {name}`, or give the --storage (and --runs-dir) it was started with")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=make_storage(storage, study_dir))
+    except KeyError:
+        raise ConfigError(f"no study {name!r} in {storage}: start it with `lab sweep {name} --storage ...`") from None
+    lost = {int(k) for k in study.user_attrs.get(LOST_RECORDS, {})}
+    trials = [t for t in study.get_trials(deepcopy=False) if not (t.number in lost and t.state == TrialState.COMPLETE)]
+    continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
+    now, rows = time.time(), []
+    if spec.grid:
+        names = {_grid_key(p): run for p, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, cli))}
+        by_point: dict[str, list] = {key: [] for key in names}
+        for t in trials:
+            key = _grid_key(t.user_attrs.get(GRID, {}))
+            if key in by_point:
+                by_point[key].append(t)
+        units = [(names[key], ts) for key, ts in by_point.items()]
+    else:
+        units = [(t.user_attrs.get(RUN, f"trial {t.number}"), [t]) for t in trials]
+    counts = {"done": 0, "running": 0, "failed": 0, "waiting": 0}
+    for run, ts in units:
+        states = {t.state for t in ts}
+        if TrialState.COMPLETE in states:
+            counts["done"] += 1
+        elif TrialState.RUNNING in states:
+            counts["running"] += 1
+            for t in (t for t in ts if t.state == TrialState.RUNNING):
+                worker = str(t.user_attrs.get(WORKER, "?::")).split(":")
+                job = f", SLURM job {t.user_attrs[SLURM_JOB]}" if SLURM_JOB in t.user_attrs else ""
+                beat = now - t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp())
+                rows.append(f"  running  {t.user_attrs.get(RUN, run)}: trial {t.number} on {worker[0]} (pid {worker[1]}{job}), "
+                            f"heartbeat {beat:.0f}s ago")
+        elif TrialState.WAITING in states or not ts:
+            counts["waiting"] += 1
+            after = [t for t in ts if t.state == TrialState.WAITING and CONTINUES in t.user_attrs]
+            if after:
+                rows.append(f"  waiting  {run}: continues trial {after[0].user_attrs[CONTINUES]} from its checkpoint")
+        else:  # every trial of it ended unfinished
+            last = max(ts, key=lambda t: t.number)
+            if last.state == TrialState.FAIL and last.number not in continued:
+                counts["failed"] += 1
+                rows.append(f"  failed   {last.user_attrs.get(RUN, run)}: trial {last.number}: {last.user_attrs.get(FAILURE, '?')}")
+            elif spec.grid:
+                counts["waiting"] += 1  # pruned, or handed on: the next coordinator queues the point again
+    if not spec.grid:
+        counts["waiting"] = max(0, spec.n_trials - counts["done"] - counts["running"])
+    total = spec.total
+    print(f"[{name}] {_plural(total, 'point' if spec.grid else 'trial')}: {counts['done']} done, {counts['running']} running, "
+          f"{counts['failed']} failed, {counts['waiting']} waiting", file=out)
+    for row in rows:
+        print(row, file=out)
+    jobs = study.user_attrs.get(SLURM_JOBS, [])
+    if jobs:
+        from lab.slurm import queued_jobs
+
+        queued = queued_jobs(jobs)
+        if queued is None:
+            print(f"  SLURM    jobs {', '.join(str(j['job']) for j in jobs)}: no squeue here to ask", file=out)
+        elif not queued:
+            print(f"  SLURM    no job of the study is queued (submitted: {', '.join(str(j['job']) for j in jobs)})", file=out)
+        else:
+            print("  SLURM    " + ", ".join(f"{job} {state}" + (f" ({reason})" if reason not in ("None", "") else "")
+                                          for job, state, reason in queued), file=out)
+    return counts

@@ -117,7 +117,7 @@ def test_a_trial_whose_worker_died_on_this_host_is_failed_and_its_point_returned
     dead = running(sweep, P, worker=f"{host}:{dead_pid}:0badc0de", heartbeat=time.time())
     # an earlier coordinator that had this very pid (this process is not it: its token differs)
     earlier = running(sweep, Q, worker=f"{host}:{os.getpid()}:0ldc0de0", heartbeat=time.time())
-    assert sweep._reap_stale() == [P, Q]
+    assert [t.user_attrs["grid"] for t in sweep._reap_stale()] == [P, Q]
     for trial in (dead, earlier):
         assert state(sweep, trial) == TrialState.FAIL
         assert "lost" in sweep.study.trials[trial.number].user_attrs["failure"]
@@ -144,6 +144,29 @@ def test_a_trial_without_a_heartbeat_for_stale_after_s_is_failed(sweep, live_pid
     unclaimed = running(sweep, Q, heartbeat=now - 90)  # asked for, never claimed: its coordinator died in between
     add(sweep, P, TrialState.COMPLETE)
     sweep._enqueue(Q)  # waiting and finished trials are not the reaper's
-    assert sweep._reap_stale() == [P, Q]
+    assert [t.user_attrs["grid"] for t in sweep._reap_stale()] == [P, Q]
     assert [state(sweep, t) for t in (quiet, fresh, unclaimed)] == [TrialState.FAIL, TrialState.RUNNING, TrialState.FAIL]
     assert [t.state for t in sweep.study.trials[3:]] == [TrialState.COMPLETE, TrialState.WAITING]
+
+
+# --- trial parameters: enqueued with the point, read back through suggest_categorical -------------------
+
+
+def test_a_claimed_point_has_its_values_as_parameters_also_when_queued_by_an_older_lab(sweep, tmp_path):
+    """``lab`` enqueues a point with its values as fixed parameters; a study whose waiting trials an older
+    ``lab`` enqueued without them (the sampler would pick the values) queues those points again, with them."""
+    sweep.log_dir = tmp_path / "logs"
+    for seed in (0, 1):
+        sweep.study.enqueue_trial({}, user_attrs={"grid": {"train.seed": seed}})  # as an older lab did
+    claims = []
+    while (claim := sweep._claim()) is not None:
+        claims.append(claim)
+        sweep.claims.pop(claim.trial.number)
+        sweep.study.tell(claim.trial, 1.0)
+    assert sorted(c.trial.params["train.seed"] for c in claims) == [0, 1]
+    assert all(c.trial.params == c.trial.user_attrs["grid"] for c in claims)
+    assert sorted(c.config.train.seed for c in claims) == [0, 1]
+    done = sweep.study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.params["train.seed"] for t in done) == [0, 1]
+    assert all("queued again" in t.user_attrs.get("skipped", "queued again") for t in sweep.study.trials
+               if t.state == TrialState.PRUNED)

@@ -156,8 +156,8 @@ def test_points_enqueued_twice_still_run_once(tmp_path):
     storage = JournalStorage(JournalFileBackend(str(root / "runs" / "tiny" / "optuna.journal")))
     study = optuna.create_study(study_name="tiny", storage=storage)
     points = [{"model.arch": a, "train.seed": s} for s in (0, 1) for a in ("plain", "resnet")]
-    for point in points + points[::-1]:
-        study.enqueue_trial({}, user_attrs={"grid": point})
+    for point in points + points[::-1]:  # as lab enqueues a point: its values are the trial's parameters
+        study.enqueue_trial(point, user_attrs={"grid": point})
     result = lab("sweep", "tiny", "--workers", "2", cwd=root)
     assert result.returncode == 0, result.stderr
     study = journal_study(root)

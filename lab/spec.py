@@ -1,0 +1,161 @@
+"""A sweep spec, ``sweeps/NAME.yaml``: which recipe, what varies (a grid, a TPE search, or both), which metric.
+
+``load_sweep(NAME)`` finds and reads it, checks it (one line naming the field on any error) and validates
+every grid point as a config before anything runs; ``planned_trials`` lists the runs it makes. How the
+trials are run is ``lab.sweep``'s business (and ``lab.slurm``'s on a cluster).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.config import ConfigError, from_dict, make_config, quote, read_yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
+NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
+
+
+@dataclass
+class SweepSpec:
+    """``sweeps/NAME.yaml``: which recipe, what varies (a grid, a TPE search, or both) and which metric."""
+
+    recipe: str  # experiments/RECIPE.yaml, or a path relative to the sweep file
+    metric: str = "val_err"
+    direction: str = "minimize"
+    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe for every trial
+    grid: dict[str, list] = field(default_factory=dict)  # every combination runs once
+    exclude: list[dict] = field(default_factory=list)  # combinations left out, e.g. {model.arch: plain, model.shortcut: B}
+    when: list[dict] = field(default_factory=list)  # per-point settings: {match: {model.depth: 110}, set: {optim.lr: ..}}
+    search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
+    n_trials: int | None = None  # budget of a search without a grid
+    sampler_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"metric: {quote(self.metric)} is not one of {', '.join(METRICS)}")
+        if self.direction not in ("minimize", "maximize"):
+            raise ConfigError(f"direction: {quote(self.direction)} is not minimize or maximize")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"grid.{key}: expected a non-empty list of values, got {quote(values)}")
+            seen = [json.dumps(v, sort_keys=True) for v in values]
+            twice = [v for i, v in enumerate(values) if seen[i] in seen[:i]]
+            if twice:  # the point would be queued once and counted twice: "1/2 done" forever
+                raise ConfigError(f"grid.{key}: {quote(twice[0])} is listed twice; list each value once")
+        for key, dist in self.search.items():
+            if not isinstance(dist, dict) or not ({"choices"} <= dist.keys() or {"low", "high"} <= dist.keys()):
+                raise ConfigError(f"search.{key}: expected {{low: .., high: .., log: true}} or {{choices: [..]}}")
+            if set(dist) - {"low", "high", "log", "step", "choices"}:
+                raise ConfigError(f"search.{key}: unknown keys {sorted(set(dist) - {'low', 'high', 'log', 'step', 'choices'})}")
+        for where, match in [(f"exclude[{i}]", m) for i, m in enumerate(self.exclude)] + [
+            (f"when[{i}].match", rule.get("match") if isinstance(rule, dict) else None) for i, rule in enumerate(self.when)
+        ]:
+            if not isinstance(match, dict) or not match or set(match) - set(self.grid):
+                raise ConfigError(f"{where}: expected a mapping of grid keys ({', '.join(self.grid) or 'none'}) to values")
+            for key, value in match.items():  # a typo ('Plain', "110") would otherwise match nothing, silently
+                unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in self.grid[key]]
+                if unknown:
+                    raise ConfigError(f"{where}.{key}: {quote(unknown)} not among the grid's values {quote(self.grid[key])}")
+        for i, rule in enumerate(self.when):
+            if set(rule) != {"match", "set"} or not isinstance(rule["set"], dict) or set(rule["set"]) & set(self.grid):
+                raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
+            if any(str(k).startswith("track.") for k in rule["set"]):
+                raise ConfigError(f"when[{i}].set: track.* says where records go, the same for every trial of a study")
+        if not self.grid and not self.search:
+            raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
+        if self.grid and self.n_trials is not None:
+            raise ConfigError("n_trials: a grid runs each of its points once; n_trials is only for a search without a grid")
+        if self.search and not self.grid and not (self.n_trials and self.n_trials > 0):
+            raise ConfigError("n_trials: a search without a grid needs a budget, e.g. n_trials: 20")
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        keys = list(self.grid)
+        points = [dict(zip(keys, values)) for values in itertools.product(*self.grid.values())]
+        return [p for p in points if not any(_matches(p, m) for m in self.exclude)]
+
+    def settings(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The ``when`` settings that apply to ``point``, later rules winning."""
+        return {k: v for rule in self.when if _matches(point, rule["match"]) for k, v in rule["set"].items()}
+
+    def overrides(self, point: dict[str, Any], cli: dict[str, Any] | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a trial sets in the recipe, later winning: ``fixed``, the point's ``when`` settings,
+        the command line's overrides, the grid point itself, the searched values."""
+        return {**self.fixed, **self.settings(point), **(cli or {}), **point, **(params or {})}
+
+    @property
+    def total(self) -> int:
+        return len(self.grid_points()) if self.grid else self.n_trials
+
+
+def _matches(point: dict[str, Any], match: dict[str, Any]) -> bool:
+    """Whether ``point`` has every value of ``match`` (a list there means any of its values)."""
+    return all(point.get(k) in (v if isinstance(v, list) else [v]) for k, v in match.items())
+
+
+def find_sweep(name: str) -> Path:
+    """``NAME`` -> ``sweeps/NAME.yaml`` here or in the project; a path is taken as it is."""
+    if name.endswith((".yaml", ".yml")) or os.sep in name:
+        return Path(name)
+    for root in (Path.cwd(), PROJECT_ROOT):
+        if (root / "sweeps" / f"{name}.yaml").is_file():
+            return root / "sweeps" / f"{name}.yaml"
+    known = sorted(p.stem for p in (PROJECT_ROOT / "sweeps").glob("*.yaml"))
+    raise ConfigError(f"sweep {name!r}: no sweeps/{name}.yaml (known: {', '.join(known)})")
+
+
+def find_recipe(recipe: str, sweep_file: Path) -> Path:
+    if recipe.endswith((".yaml", ".yml")):
+        return (sweep_file.parent / recipe).resolve()
+    return sweep_file.resolve().parent.parent / "experiments" / f"{recipe}.yaml"
+
+
+def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
+    """(study name, spec, recipe data); every grid point is validated as a config here, before anything runs."""
+    path = find_sweep(name)
+    data = read_yaml(path, example="{recipe: digits, grid: {model.depth: [20, 56]}}")  # its errors name the file
+    try:
+        spec = from_dict(SweepSpec, data)
+        recipe = read_yaml(find_recipe(spec.recipe, path))
+        if spec.grid and not spec.grid_points():
+            raise ConfigError("exclude: leaves no grid point to run")
+        for rule in spec.when:  # a rule for points all excluded is checked too: it may name a field that is not there
+            if not any(_matches(p, rule["match"]) for p in spec.grid_points()):
+                make_config(recipe, spec.overrides(spec.grid_points()[0], params={**_search_example(spec), **rule["set"]}))
+        names: dict[str, dict] = {}
+        for point, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, {})):
+            if run in names and not run.endswith("-t#"):
+                raise ConfigError(
+                    f"grid: points {names[run]} and {point} are the same run {run!r}"
+                    + (" (a plain net has no shortcut)" if run.startswith("plain-") else "")
+                    + "; leave one out with exclude, e.g. exclude: [{model.arch: plain, model.shortcut: [B, C]}]"
+                )
+            names[run] = point
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return path.stem, spec, recipe
+
+
+def _search_example(spec: SweepSpec) -> dict[str, Any]:
+    return {k: d["choices"][0] if "choices" in d else d["low"] for k, d in spec.search.items()}
+
+
+def planned_trials(spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(run name, config) of every trial the sweep would run; searched values shown at their lower bound.
+
+    Runs whose name the grid does not fix end in ``-t#``: the Optuna trial number, given when the trial starts.
+    """
+    example = _search_example(spec)
+    configs = [make_config(recipe, spec.overrides(p, cli, example)) for p in spec.grid_points() or [{}]]
+    if not spec.grid:
+        return [(f"{configs[0].run_name}-t#", configs[0]) for _ in range(spec.n_trials)]
+    return [(c.run_name if _plain_name(spec) else f"{c.run_name}-t#", c) for c in configs]
+
+
+def _plain_name(spec: SweepSpec) -> bool:
+    """Whether a run's paper-like name (``resnet-110-B-s0``) tells its trial from every other of the sweep."""
+    return not spec.search and set(spec.grid) <= NAMING_KEYS
