@@ -1,0 +1,208 @@
+"""``lab sweep --launcher slurm`` on a real one-node SLURM (tests/slurm/cluster.py starts and stops it):
+a whole sweep in two tasks, a task preempted mid-trial, a task killed mid-trial, ``--status`` throughout.
+
+Each test starts its own munged/slurmctld/slurmd (about a second) and stops them, leaving nothing running.
+Without SLURM's packages (or not as root) they skip, saying why; under ``CI=1`` they fail instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import POSTGRES, TINY_RECIPE, write_project
+from tests.slurm.cluster import Cluster, unavailable
+
+
+GRID = {"grid": {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]}}
+# long enough to be caught mid-trial (an evaluation, so a checkpoint, every 5 iterations; about 20 s a trial)
+LONG = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 50, "milestones": [40]}}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    problem = unavailable()
+    if problem:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no SLURM to test with: {problem}")
+    with Cluster(tmp_path / "slurm") as c:
+        yield c
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "slurm")], capture_output=True, text=True).stdout.split()
+    assert not leftover, f"processes left running: {leftover}"
+
+
+@pytest.fixture
+def study_name():
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        optuna.delete_study(study_name=name, storage=POSTGRES)
+    except KeyError:
+        pass
+
+
+def lab(cluster: Cluster, root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **cluster.env, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def status(cluster: Cluster, root: Path, name: str) -> tuple[dict[str, int], str]:
+    result = lab(cluster, root, "sweep", name, "--status", "--storage", POSTGRES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    m = re.search(r"(\d+) done, (\d+) running, (\d+) failed, (\d+) waiting", result.stdout)
+    assert m, result.stdout
+    return dict(zip(("done", "running", "failed", "waiting"), map(int, m.groups()))), result.stdout
+
+
+def submit(cluster: Cluster, root: Path, name: str, tasks: int) -> str:
+    result = lab(cluster, root, "sweep", name, "--launcher", "slurm", "--storage", POSTGRES, "--tasks", str(tasks),
+                 "--workers", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return re.search(r"submitted SLURM job (\d+)", result.stdout).group(1)
+
+
+def wait_for(what: str, ready, cluster: Cluster, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        assert time.time() < deadline, f"{what}: not within {timeout}s; jobs {cluster.jobs()}"
+        time.sleep(1)
+
+
+def complete_points(name: str) -> Counter:
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    return Counter(json.dumps(t.user_attrs["grid"], sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def trained(name: str) -> list[optuna.trial.FrozenTrial]:
+    """Trials that started training (an owner was set)."""
+    return [t for t in optuna.load_study(study_name=name, storage=POSTGRES).trials if "worker" in t.user_attrs]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.postgres
+def test_a_sweep_in_two_slurm_tasks_runs_every_point_once(cluster, study_name, tmp_path):
+    root = write_project(tmp_path / "project", GRID, name=study_name)
+    job = submit(cluster, root, study_name, tasks=2)
+    counts, _ = status(cluster, root, study_name)
+    assert counts["done"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 4
+    seen_running = []
+
+    def finished() -> bool:
+        c, text = status(cluster, root, study_name)
+        if c["running"]:
+            seen_running.append(text)
+        return c["done"] == 4 and not cluster.jobs()
+
+    wait_for("4 points done and the job ended", finished, cluster)
+    assert any(f"SLURM job {job}_" in text and "on " in text for text in seen_running), seen_running
+    assert sorted(complete_points(study_name).values()) == [1] * 4
+    assert len(trained(study_name)) == 4 and {t.user_attrs["slurm_job"] for t in trained(study_name)} == {f"{job}_0", f"{job}_1"}
+    runs = root / "runs" / study_name
+    assert sorted(p.parent.name for p in runs.glob("*/summary.json")) == ["plain-8-s0", "plain-8-s1", "resnet-8-s0", "resnet-8-s1"]
+    counts, text = status(cluster, root, study_name)
+    assert counts == {"done": 4, "running": 0, "failed": 0, "waiting": 0} and "no job of the study is queued" in text
+    analyzed = lab(cluster, root, "analyze", study_name, "--storage", POSTGRES)
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert (runs / "analysis" / "summary.csv").read_text().count("\n") == 5
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.postgres
+def test_a_preempted_task_is_requeued_and_resumes_its_trial_from_the_checkpoint(cluster, study_name, tmp_path):
+    root = write_project(tmp_path / "project", {"grid": {"train.seed": [0]}}, LONG, name=study_name)
+    job = submit(cluster, root, study_name, tasks=1)
+    task = f"{job}_0"
+    metrics = root / "runs" / study_name / "resnet-8-s0" / "metrics.jsonl"
+    wait_for("the trial past its second checkpoint", lambda: metrics.is_file() and len(rows(metrics)) >= 2, cluster)
+    # a job of the higher-priority partition that needs the whole node preempts the task
+    high = cluster.run("sbatch", "--parsable", "-p", "high", "-c", str(cluster.cpus), "--wrap", "sleep 2", check=True).stdout.strip()
+    wait_for("the task requeued", lambda: cluster.jobs().get(task, ("",))[0] == "PENDING", cluster, 60)
+    assert len(rows(metrics)) < 10  # stopped mid-trial
+    counts, text = status(cluster, root, study_name)
+    assert counts == {"done": 0, "running": 0, "failed": 0, "waiting": 1}, text
+    assert "continues trial 0 from its checkpoint" in text and f"{task} PENDING" in text
+    wait_for("the high-priority job done", lambda: high not in cluster.jobs(), cluster, 60)
+    cluster.release(task)  # else it waits ~150 s (Reason=BeginTime)
+    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster)
+
+    study = optuna.load_study(study_name=study_name, storage=POSTGRES)
+    first, second = trained(study_name)
+    assert first.state == TrialState.FAIL and first.user_attrs["failure"].startswith(f"released: SLURM job {task} got ")
+    assert second.state == TrialState.COMPLETE and second.user_attrs["continues"] == first.number
+    assert second.user_attrs["run"] == first.user_attrs["run"] == "resnet-8-s0"
+    assert sorted(complete_points(study_name).values()) == [1] and len(study.trials) == 2
+    log = (root / "runs" / study_name / "slurm" / f"{job}_0.out").read_text()
+    assert "start 0" in log and "start 1" in log, log  # the same task, requeued
+    # exactly as if never stopped: the same rows as an uninterrupted run of the same config
+    config = metrics.parent / "config.yaml"
+    reference = lab(cluster, root, "train", str(config), f"track.runs_dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr
+    assert rows(metrics) == rows(tmp_path / "reference" / study_name / "resnet-8-s0" / "metrics.jsonl")
+    assert status(cluster, root, study_name)[0] == {"done": 1, "running": 0, "failed": 0, "waiting": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.postgres
+def test_a_task_killed_mid_trial_has_its_trial_run_again_by_the_other(cluster, study_name, tmp_path):
+    root = write_project(tmp_path / "project", {"grid": {"train.seed": [0, 1]}}, LONG, name=study_name)
+    job = submit(cluster, root, study_name, tasks=2)
+    runs = root / "runs" / study_name
+
+    def both_past_a_checkpoint() -> bool:
+        return all((runs / r / "metrics.jsonl").is_file() and len(rows(runs / r / "metrics.jsonl")) >= 2
+                   for r in ("resnet-8-s0", "resnet-8-s1"))
+
+    wait_for("both trials running", both_past_a_checkpoint, cluster)
+    (victim,) = [t for t in trained(study_name) if t.user_attrs["run"] == "resnet-8-s0"]
+    killed = victim.user_attrs["slurm_job"]
+    # SIGKILL to the coordinator, no signal to act on, as at a node failure or OOM (plain `scancel -s KILL`
+    # sends SIGTERM first, which hands the trial on at once)
+    cluster.run("scancel", "--batch", "-s", "KILL", killed, check=True)
+    wait_for("the task gone", lambda: killed not in cluster.jobs(), cluster, 60)
+    counts, text = status(cluster, root, study_name)
+    # its trial shows running (on the dead task, until a live one looks) or already taken over; never failed
+    assert counts["failed"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 2, text
+    wait_for("both points done", lambda: status(cluster, root, study_name)[0]["done"] == 2 and not cluster.jobs(), cluster)
+
+    assert sorted(complete_points(study_name).values()) == [1, 1]
+    lost = [t for t in trained(study_name) if t.state == TrialState.FAIL]
+    assert [t.number for t in lost] == [victim.number] and "lost" in lost[0].user_attrs["failure"]
+    (again,) = [t for t in trained(study_name) if t.user_attrs.get("continues") == victim.number]
+    assert again.state == TrialState.COMPLETE and again.user_attrs["slurm_job"] != killed
+    assert not any("start 1" in log.read_text() for log in (runs / "slurm").glob("*.out"))  # no task requeued
+    iterations = [r["iteration"] for r in rows(runs / "resnet-8-s0" / "metrics.jsonl")]
+    assert iterations == list(range(5, 51, 5))  # resumed from its checkpoint: no gap, nothing twice
+    assert status(cluster, root, study_name)[0] == {"done": 2, "running": 0, "failed": 0, "waiting": 0}
+
+
+def test_bad_slurm_options_are_one_line_errors(tmp_path):
+    root = write_project(tmp_path, GRID)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    for args, message in (
+        (["--launcher", "slurm"], "--launcher slurm: give --storage with a database every node reaches"),
+        (["--tasks", "2"], "--tasks: a SLURM option; add --launcher slurm"),
+        (["--launcher", "slurm", "--storage", POSTGRES, "--tasks", "0"], "--tasks: 0 must be at least 1"),
+        (["--launcher", "slurm", "--storage", POSTGRES, "--sbatch=qos"], "--sbatch: 'qos' is not an sbatch option"),
+        (["--status"], "no study 'tiny' in runs/tiny/optuna.journal: start it with `lab sweep tiny`"),
+    ):
+        result = subprocess.run([sys.executable, "-m", "lab", "sweep", "tiny", *args], cwd=root, env=env,
+                                capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert not (root / "runs").exists()
