@@ -56,6 +56,7 @@ from lab.storage import StorageUnavailable, disk_full, make_storage
 
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
 EXIT_DISK_FULL = 75  # a trial process's exit status when it could not write its record (EX_TEMPFAIL)
+EXIT_CHECKPOINTED = 76  # a SLURM task's trial process, stopped by a signal after saving its checkpoint
 STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
 CLAIM_LOST_S = 60  # a trial popped by ask() and not owned after this long: its coordinator died in between
 LINGER_POLL_S = 5  # how often a SLURM task with nothing to claim looks for lost trials of other tasks
@@ -183,10 +184,13 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True).start()
+    config = make_config(config_data)
+    callbacks: tuple = ()
     if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
         from lab.slurm import slurm_env_dropped
 
         slurm_env_dropped()
+        callbacks = (_checkpoint_on_signal(config, run_name),)
     import torch
 
     from lab.train import train
@@ -195,7 +199,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     from lab.records import RunFailed
 
     try:
-        train(make_config(config_data), run_name)
+        train(config, run_name, callbacks=callbacks)
     except RunFailed as e:  # the run's own result (it diverged): one line in its log, not a traceback
         print(f"[lab sweep] {e}; record: {e.run_dir}", flush=True)
         sys.exit(1)
@@ -208,6 +212,47 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
             pass
         os._exit(EXIT_DISK_FULL)
     sys.stdout.flush()
+
+
+def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
+    """A Lightning callback for a SLURM task's trial: SIGTERM or SIGUSR1 (from SLURM at preemption, or from the
+    coordinator releasing it) saves ``last.ckpt`` at the end of the training step under way, and the process
+    exits ``EXIT_CHECKPOINTED``: the run resumes from that very iteration, not from its last evaluation.
+    Installed before ``fit``, these handlers keep Lightning from registering its own for SIGTERM."""
+    import pytorch_lightning as pl
+
+    from lab.records import CHECKPOINT_FILE, run_dir_for
+
+    received: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, lambda number, frame: received.append(number))
+
+    interval = ("_train_loss", "_train_wrong", "_train_seen")  # lab.module.Classifier's sums since the last evaluation
+
+    class CheckpointOnSignal(pl.Callback):
+        def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+            # the training error and loss summed since the last evaluation: a run checkpointed between two
+            # evaluations then logs the same averages at the next one as if never stopped
+            checkpoint["lab_interval"] = {k: getattr(module, k) for k in interval if hasattr(module, k)}
+
+        def on_load_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+            for key, value in checkpoint.get("lab_interval", {}).items():
+                setattr(module, key, value)
+
+        def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
+            if not received:
+                return
+            if hasattr(module, "check_finite"):
+                module.check_finite()  # a loss gone non-finite since the last check: the run diverged, say so
+            path = run_dir_for(config, run_name) / CHECKPOINT_FILE
+            tmp = path.with_name(path.name + ".tmp")
+            trainer.save_checkpoint(tmp)
+            os.replace(tmp, path)  # atomic: a kill now leaves the previous checkpoint or this one
+            print(f"[lab sweep] {signal.Signals(received[0]).name}: checkpoint of iteration {trainer.global_step} "
+                  f"saved; stopping", flush=True)
+            os._exit(EXIT_CHECKPOINTED)
+
+    return CheckpointOnSignal()
 
 
 def _chain(error: BaseException | None) -> list[BaseException]:
@@ -678,7 +723,7 @@ class Sweep:
         self.stopping = True
         with self.lock:
             for number, (proc, _) in list(self.processes.items()):
-                proc.terminate()  # last.ckpt is replaced atomically: a checkpoint being written is never torn
+                proc.terminate()  # the trial saves last.ckpt (_checkpoint_on_signal), atomically, and exits
             for proc, _ in list(self.processes.values()):
                 proc.join(timeout=20)
                 if proc.is_alive():
