@@ -8,13 +8,15 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lab.config import Config
@@ -53,8 +55,9 @@ class RecordLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead.
-        row = {k: float(v) for k, v in metrics.items()}
+        # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead. Lightning's
+        # ``epoch`` is left out: always 0 (runs are measured in iterations), it only cluttered records and charts.
+        row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
         append_line(self.run_dir / METRICS_FILE, json.dumps(row) + "\n")
         self.rows.append(row)
 
@@ -134,10 +137,87 @@ def wandb_mode(setting: str) -> str:
     return "online" if wandb_api_key_configured() else "offline"
 
 
-def make_wandb_logger(config: Config, run_dir: Path, run_name: str, run_id: str | None = None) -> WandbLogger | None:
+WANDB_CONFIG_KEYS = ("arch", "depth", "shortcut", "style", "seed", "dataset")  # top-level in W&B's config: group-by
+
+
+def wandb_config(config: Config) -> dict[str, Any]:
+    """The whole config, and the keys a study is grouped by at its top level (W&B's group-by and filters)."""
+    m = config.model
+    flat = {"arch": m.arch, "depth": m.depth, "shortcut": m.shortcut, "style": m.style, "seed": config.train.seed,
+            "dataset": config.data.name}
+    return {**config.to_dict(), **{k: flat[k] for k in WANDB_CONFIG_KEYS}}
+
+
+def wandb_history(path: Path) -> list[dict[str, Any]]:
+    """The history rows of a ``.wandb`` transaction log, read by W&B's own reader (``wandb leet inspect --json``).
+
+    A log cut short by a killed process is read up to its last whole record, as ``wandb sync`` would upload it.
+    """
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_ERROR_REPORTING": "false"}  # no network for a local file
+    result = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    if result.returncode:
+        raise RuntimeError(" ".join(result.stderr.split())[-300:] or f"exit status {result.returncode}")
+    records = (json.loads(line) for line in result.stdout.splitlines() if line.strip())
+    return [r["history"]["item"] for r in records if r.get("type") == "history"]
+
+
+def wandb_logged_through(run_dir: Path, run_id: str) -> float | None:
+    """The last iteration that this run's earlier W&B attempts (``run_dir/wandb/*-RUN_ID``) hold; None: none.
+
+    W&B writes its ``.wandb`` file every ``x_transaction_log_flush_interval`` (15 s): a killed attempt leaves only
+    what was written, often nothing of its last evaluations; the next attempt logs those again (from
+    ``metrics.jsonl``). Each attempt logs only rows after the last one W&B holds, so the newest attempt with any
+    history holds the last row.
+    """
+    files = [f for f in (Path(run_dir) / "wandb").glob(f"*run-*-{run_id}/run-{run_id}.wandb") if f.is_file()]
+    # Folders are named [offline-]run-YYYYMMDD_HHMMSS-ID: newest first.
+    for path in sorted(files, key=lambda f: (f.parent.name.split("run-", 1)[1], f.stat().st_mtime), reverse=True):
+        iterations = [row["iteration"] for row in wandb_history(path) if isinstance(row.get("iteration"), (int, float))]
+        if iterations:
+            return max(iterations)
+    return None
+
+
+class WandbMirror(pl.Callback):
+    """The W&B run of a training run: the rows of ``metrics.jsonl``, each once, in order, ``iteration`` their x-axis.
+
+    A row goes to W&B once its checkpoint is on disk (this callback comes after ``RecordCheckpoint`` in the trainer's
+    callbacks; ``train`` sends the last row after saving the final state), so W&B never holds a row that a resumed
+    run trains again: the rows W&B holds are always rows that ``metrics.jsonl`` keeps. Each row is logged at
+    ``step=iteration``, so W&B's ``_step`` rises across the attempts of a resumed run and W&B drops no row.
+    """
+
+    def __init__(self, run: Any, record: RecordLogger, logged_through: float | None) -> None:
+        """``logged_through``: the last iteration W&B already holds (an earlier attempt's); None: none."""
+        self.run, self.record = run, record
+        self.logged_through = -1.0 if logged_through is None else float(logged_through)
+
+    def sync(self) -> None:
+        """Log the record's rows that W&B does not hold yet."""
+        for row in self.record.rows:
+            iteration = row.get("iteration")
+            if isinstance(iteration, (int, float)) and iteration > self.logged_through:
+                self.run.log(dict(row), step=int(iteration), commit=True)  # now, not when the next step comes
+                self.logged_through = float(iteration)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step < trainer.max_steps:  # as RecordCheckpoint: it has just saved this evaluation's state
+            self.sync()
+
+    def finish(self, summary: Mapping[str, Any] | None = None, exit_code: int = 0) -> None:
+        if summary:
+            self.run.summary.update(dict(summary))
+        self.run.finish(exit_code=exit_code)
+
+
+def make_wandb_mirror(
+    config: Config, run_dir: Path, run_name: str, run_id: str, record: RecordLogger
+) -> WandbMirror | None:
     """A W&B run named like the paper, grouped by study, tagged, with the whole config; ``None`` when disabled.
 
-    ``run_id`` continues an earlier attempt's W&B run (W&B's resume) when a run resumes from its checkpoint.
+    ``run_id`` continues an earlier attempt's W&B run (W&B's resume) when a run resumes from its checkpoint; the
+    rows of ``record`` (those kept from the earlier attempt) that W&B does not hold yet are logged at once.
 
     An online run that cannot reach the server within ``WANDB_INIT_TIMEOUT_S`` falls back to offline,
     so training never waits on the network; offline runs are synced later with ``wandb sync``.
@@ -147,24 +227,36 @@ def make_wandb_logger(config: Config, run_dir: Path, run_name: str, run_id: str 
         return None
     import wandb
 
+    try:  # read before this attempt's own folder exists
+        local_through = wandb_logged_through(run_dir, run_id)
+    except Exception as e:  # an unreadable log: better a row twice than a row missing
+        warnings.warn(f"W&B's earlier logs of {run_name} could not be read ({e}); logging its rows again")
+        local_through = None
     m = config.model
     tags = [m.arch, f"depth-{m.depth}", f"shortcut-{m.shortcut}", f"{m.style}-style", config.data.name]
     for attempt in (mode, "offline") if mode == "online" else (mode,):
-        logger = WandbLogger(
-            name=run_name,
-            id=run_id,
-            save_dir=str(run_dir),
-            project=config.track.project,
-            entity=config.track.entity,
-            group=config.track.study,
-            tags=tags,
-            config=config.to_dict(),
-            mode=attempt,
-            settings=wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S, console="off", silent=True),
-        )
-        try:
-            logger.experiment  # start the run now, so a network failure shows here and not mid-training
-            return logger
+        try:  # wandb.init itself, not Lightning's WandbLogger: that passes ``anonymous``, which W&B warns about
+            run = wandb.init(
+                name=run_name,
+                id=run_id,
+                resume="allow",
+                dir=str(Path(run_dir).resolve()),  # W&B's process may have another working directory than this one
+                project=config.track.project,
+                entity=config.track.entity,
+                group=config.track.study,
+                tags=tags,
+                config=wandb_config(config),
+                mode=attempt,
+                settings=wandb.Settings(init_timeout=WANDB_INIT_TIMEOUT_S, console="off", silent=True),
+            )
         except Exception as e:  # wandb raises several kinds of errors for an unreachable server
             warnings.warn(f"W&B {attempt} run could not start ({e}); logging offline instead")
+            continue
+        run.define_metric("iteration")
+        run.define_metric("*", step_metric="iteration")  # the paper's x-axis, for every metric
+        # Online, the server knows what it holds (a resumed run's next step); offline, the earlier logs on disk do.
+        through = local_through if run.offline else (run.starting_step - 1 if run.starting_step else None)
+        mirror = WandbMirror(run, record, through)
+        mirror.sync()
+        return mirror
     return None

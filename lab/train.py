@@ -35,7 +35,7 @@ from lab.records import (
     set_aside,
     write_json_atomic,
 )
-from lab.tracking import RecordLogger, code_version, hardware, make_wandb_logger
+from lab.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
 
 FINAL_METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")
 
@@ -241,9 +241,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     wandb_id = run_dir / WANDB_ID_FILE
     if not wandb_id.is_file() or not wandb_id.read_text().strip():  # lost: the W&B mirror goes on in a new run
         wandb_id.write_text(uuid.uuid4().hex[:12])
-    wandb_logger = make_wandb_logger(config, run_dir, name, wandb_id.read_text().strip())
-    if wandb_logger is not None:
-        loggers.append(wandb_logger)
+    wandb_mirror = make_wandb_mirror(config, run_dir, name, wandb_id.read_text().strip(), record)
 
     checkpoint = RecordCheckpoint(run_dir / CHECKPOINT_FILE)
     accelerator, devices = _accelerator(config.train.device)
@@ -257,7 +255,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         check_val_every_n_epoch=None,  # evaluate every eval_every iterations, across epochs
         num_sanity_val_steps=0,
         logger=loggers,
-        callbacks=[checkpoint, *callbacks],
+        # W&B's mirror after RecordCheckpoint: a row goes to W&B once the state it was measured in is saved
+        callbacks=[checkpoint, *callbacks, *([wandb_mirror] if wandb_mirror is not None else [])],
         enable_checkpointing=False,  # Lightning's ModelCheckpoint: not needed, RecordCheckpoint keeps last.ckpt
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -279,13 +278,12 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
             "config": config.to_dict(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
-        if wandb_logger is not None:
-            wandb_logger.experiment.summary.update({"failure": reason})
-            wandb_logger.experiment.finish(exit_code=1)
+        if wandb_mirror is not None:
+            wandb_mirror.finish({"failure": reason}, exit_code=1)
         raise RunFailed(name, reason, run_dir) from None
     except BaseException:
-        if wandb_logger is not None:
-            wandb_logger.experiment.finish(exit_code=1)
+        if wandb_mirror is not None:
+            wandb_mirror.finish(exit_code=1)
         raise
     wall_s = checkpoint.elapsed_s()
     checkpoint.save(trainer)
@@ -313,7 +311,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         "config": config.to_dict(),
     }
     write_json_atomic(run_dir / SUMMARY_FILE, summary)  # the result is safe before W&B is told about it
-    if wandb_logger is not None:
-        wandb_logger.experiment.summary.update({k: summary[k] for k in (*last, "best_val_err", "params", "wall_s")})
-        wandb_logger.experiment.finish()
+    if wandb_mirror is not None:
+        wandb_mirror.sync()  # the last evaluation: its final state is saved
+        final = (*last, "best_val_err", "params", "wall_s", "steps", "images_per_s")
+        wandb_mirror.finish({k: summary[k] for k in final})
     return summary
