@@ -69,6 +69,7 @@ def write_project(root: Path, sweep: dict, recipe: dict | None = None, name: str
 def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the ``lab`` command as a user would, in ``cwd``."""
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env.pop("WANDB_SERVICE", None)  # set once a test started W&B in this process: the command starts its own
     return subprocess.run(
         [sys.executable, "-m", "lab", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
