@@ -165,6 +165,26 @@ def test_a_preempted_task_is_requeued_and_resumes_its_trial_from_the_checkpoint(
 @pytest.mark.slow
 @pytest.mark.slurm
 @pytest.mark.postgres
+def test_a_task_near_its_time_limit_requeues_itself_and_its_run_goes_on(cluster, study_name, tmp_path):
+    root = write_project(tmp_path / "project", {"grid": {"train.seed": [0]}}, LONG, name=study_name)
+    job = submit(cluster, root, study_name, tasks=1)
+    task = f"{job}_0"
+    metrics = root / "runs" / study_name / "resnet-8-s0" / "metrics.jsonl"
+    wait_for("the trial past its first evaluation", lambda: metrics.is_file() and len(rows(metrics)) >= 1, cluster)
+    # what SLURM sends SIGNAL_S before the time limit (--signal=B:USR1@120); no preemption: lab requeues the task
+    cluster.run("scancel", "--batch", "--signal=USR1", task, check=True)
+    wait_for("the task requeued", lambda: cluster.jobs().get(task, ("",))[0] == "PENDING", cluster, 60)
+    cluster.release(task)
+    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster)
+    log = (root / "runs" / study_name / "slurm" / f"{task}.out").read_text()
+    assert f"SLURM job {task}: requeued\n" in log and "start 1" in log, log
+    assert sorted(complete_points(study_name).values()) == [1]
+    assert [r["iteration"] for r in rows(metrics)] == list(range(5, 201, 5))
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.postgres
 def test_a_task_killed_mid_trial_has_its_trial_run_again_by_the_other(cluster, study_name, tmp_path):
     root = write_project(tmp_path / "project", {"grid": {"train.seed": [0, 1]}}, LONG, name=study_name)
     job = submit(cluster, root, study_name, tasks=2)
