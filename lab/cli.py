@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
                    "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
     s.add_argument("--workers", type=int, default=None,
-                   help="parallel trial processes here (default: one per CPU core up to 8 without a GPU, 1 with one)")
+                   help="parallel trial processes here (default: one per CPU core up to 8 without a GPU; with GPUs, "
+                   "up to 4 small nets per GPU: lab/packing.py)")
     s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("--dry-run", action="store_true",
@@ -101,13 +102,13 @@ def _overrides(items: list[str]) -> dict:
     return dict(parse_override(item) for item in items)
 
 
-MAX_DEFAULT_WORKERS = 8  # every trial process holds a torch runtime of its own; more is a choice, not a default
+def _default_workers(spec, recipe, overrides: dict) -> int:
+    """Trials at once here: the sweep's smallest net packed onto every GPU, or one per core (``lab.packing``)."""
+    from lab import packing
+    from lab.sweep import planned_trials
 
-
-def _default_workers() -> int:
-    import torch
-
-    return 1 if torch.cuda.is_available() else max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+    configs = [config for _, config in planned_trials(spec, recipe, overrides)]
+    return packing.default_workers(configs, packing.visible_gpus())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -158,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: {args.workers} must be at least 1")
     if args.launcher == "slurm" and not args.task:
         return _submit_to_slurm(args, name, spec, recipe, overrides)
-    workers = args.workers if args.workers is not None else _default_workers()
+    workers = args.workers if args.workers is not None else _default_workers(spec, recipe, overrides)
     slurm_job = None
     if args.task:
         from lab.slurm import job_id

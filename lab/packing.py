@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 UNITS = 4  # a GPU's capacity: the number of the smallest nets it runs at once
 MAX_CPU_WORKERS = 8  # without a GPU: one trial per core, up to this (each process holds a torch runtime)
@@ -54,8 +54,9 @@ class GpuSlots:
         self.free = {gpu: UNITS for gpu in gpus}
         self.changed = threading.Condition()
 
-    def take(self, config: Any, stop: threading.Event | None = None) -> str | None:
-        """The GPU the trial of ``config`` runs on, its units taken; None without GPUs or once ``stop`` is set."""
+    def take(self, config: Any, stop: Callable[[], bool] | threading.Event | None = None) -> str | None:
+        """The GPU the trial of ``config`` runs on, its units taken; None without GPUs or once ``stop`` says so."""
+        stopped = stop.is_set if isinstance(stop, threading.Event) else stop
         if not self.free:
             return None
         units = UNITS // trials_per_gpu(config)
@@ -65,7 +66,7 @@ class GpuSlots:
                 if self.free[gpu] >= units:
                     self.free[gpu] -= units
                     return gpu
-                if stop is not None and stop.is_set():
+                if stopped is not None and stopped():
                     return None
                 self.changed.wait(timeout=1)
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import packing
 from lab.config import Config, ConfigError, make_config, quote
 # The spec and its loading live in lab.spec; imported here too, where they always were.
 from lab.spec import (  # noqa: F401
@@ -169,8 +170,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int) -> None:
-    """Body of a trial process: log to a file, die with the coordinator, train; exit 75 on a full disk."""
+def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
+                gpu: str | None = None) -> None:
+    """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
+    CUDA starts: ``lab.packing``); exit 75 on a full disk."""
+    from lab.packing import trial_environment
+
+    os.environ.update(trial_environment(gpu))
     try:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as e:
@@ -322,10 +328,11 @@ class Sweep:
         self.failed = 0
         self.errors: list[Exception] = []
         self.stopping = False
-        self.threads_per_trial = max(1, (os.cpu_count() or 1) // workers)
+        self.gpus = packing.GpuSlots(packing.visible_gpus())  # several trials per GPU, spread across GPUs
+        self.threads_per_trial = packing.threads_per_trial(workers)
         self.mp = multiprocessing.get_context("forkserver")
         # torch, Lightning, W&B and scikit-learn imported once (about 13 s on 2 cores), not per trial
-        self.mp.set_forkserver_preload(["lab.train", "wandb", "sklearn.datasets"])
+        self.mp.set_forkserver_preload(["lab.sweep", "lab.train", "wandb", "sklearn.datasets"])
 
     def _check_same_base(self) -> None:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
@@ -562,20 +569,24 @@ class Sweep:
         from lab.records import finished_summary, run_dir_for
 
         log = self.log_dir / f"{claim.run_name}.log"
-        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid())
+        gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
+        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu)
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
-        with self.lock:
-            if self.stopping:  # released or stopped since the claim: release/_stop_trials handle the trial
-                return None
-            proc.start()
-            self.processes[claim.trial.number] = (proc, claim.trial)
-        last_beat = time.time()
-        while proc.is_alive():
-            proc.join(timeout=1)
-            if time.time() - last_beat > HEARTBEAT_S:
-                with self.lock:
-                    claim.trial.set_user_attr(HEARTBEAT, time.time())
-                last_beat = time.time()
+        try:
+            with self.lock:
+                if self.stopping:  # released or stopped since the claim: release/_stop_trials handle the trial
+                    return None
+                proc.start()
+                self.processes[claim.trial.number] = (proc, claim.trial)
+            last_beat = time.time()
+            while proc.is_alive():
+                proc.join(timeout=1)
+                if time.time() - last_beat > HEARTBEAT_S:
+                    with self.lock:
+                        claim.trial.set_user_attr(HEARTBEAT, time.time())
+                    last_beat = time.time()
+        finally:
+            self.gpus.give_back(gpu, claim.config)
         self.processes.pop(claim.trial.number, None)
         # The summary, written last and atomically, is what makes a run finished: a process that
         # dies while shutting down after writing it (W&B's service, say) has still finished its run.

@@ -62,3 +62,47 @@ def test_a_gpu_never_takes_more_than_its_units(depth):
     while slots.take(net(depth), full) is not None:
         n += 1
     assert n == packing.trials_per_gpu(net(depth)) and slots.free["0"] >= 0
+
+
+def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkeypatch):
+    """With two fake GPUs, the trial processes are started with CUDA_VISIBLE_DEVICES of the GPU they were given."""
+    from lab import sweep as sweep_module
+    from lab.sweep import Sweep, load_sweep
+    from tests.conftest import write_project
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.chdir(write_project(tmp_path, {"grid": {"train.seed": [0, 1, 2, 3]}}))
+    name, spec, recipe = load_sweep("tiny")
+    sweep = Sweep(name, spec, recipe, workers=8)
+    assert sweep.threads_per_trial == max(1, (__import__("os").cpu_count() or 1) // 8)
+    started = []
+
+    class FakeProcess:  # records what the trial process would get, and "trains" at once
+        exitcode = 0
+
+        def __init__(self, target, args, name):
+            started.append(args[-1])
+
+        def start(self):
+            pass
+
+        def is_alive(self):  # all four run at once
+            return len(started) < 4
+
+        def join(self, timeout):
+            threading.Event().wait(0.05)
+
+    monkeypatch.setattr(sweep, "mp", type("Ctx", (), {"Process": FakeProcess}))
+    sweep._enqueue_missing()
+    sweep.log_dir.mkdir(parents=True)
+    claims = [sweep._claim() for _ in range(4)]
+    runs = [threading.Thread(target=sweep._run, args=(claim,)) for claim in claims]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=30)
+    assert sorted(started) == ["0", "0", "1", "1"]  # spread across both GPUs, two tiny nets on each
+    assert sweep.gpus.free == {"0": 4, "1": 4}  # every unit given back
+    assert sweep_module.packing.trial_environment(started[0]) == {"CUDA_VISIBLE_DEVICES": started[0]}
