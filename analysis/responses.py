@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from lab import nets
 from lab.config import Config, ConfigError, ModelConfig, from_dict
 from lab.data import TENSOR_SHAPES, EvalBatches, load_dataset
-from lab.records import CHECKPOINT_FILE, CONFIG_FILE
+from lab.records import RunRecord
+
 EVAL_BATCH = 500
 
 
@@ -58,10 +57,10 @@ def response_stds(net: nn.Module, batches: EvalBatches) -> list[float]:
     return ((squares - total * total / n) / (n - 1)).clamp_min(0).sqrt().tolist()
 
 
-def _load_net(run_dir: Path, m: ModelConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
+def _load_net(record: RunRecord, m: ModelConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
     """The run's net with the weights of its final checkpoint (Lightning's ``state_dict``, keys ``net.*``)."""
     net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, in_channels, num_classes, m.style))
-    state = torch.load(run_dir / CHECKPOINT_FILE, map_location=device, weights_only=False)["state_dict"]
+    state = record.load_checkpoint(map_location=device)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.to(device)
 
@@ -75,10 +74,10 @@ def layer_responses(runs: pd.DataFrame, device: str | None = None) -> tuple[pd.D
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rows, notes, datasets = [], [], {}
     for run in runs.itertuples():
-        run_dir = Path(run.run_dir)
-        cfg = from_dict(Config, yaml.safe_load((run_dir / CONFIG_FILE).read_text()))
-        if cfg.data.name not in TENSOR_SHAPES or not (run_dir / CHECKPOINT_FILE).is_file():
-            notes.append(f"{run.run}: no {CHECKPOINT_FILE}" if cfg.data.name in TENSOR_SHAPES
+        record = RunRecord(run.run_dir)
+        cfg = from_dict(Config, record.read_config())
+        if cfg.data.name not in TENSOR_SHAPES or not record.checkpoint_path.is_file():
+            notes.append(f"{run.run}: no {record.checkpoint_path.name}" if cfg.data.name in TENSOR_SHAPES
                          else f"{run.run}: dataset {cfg.data.name} has no test split that lab.data loads here")
             continue
         key = json.dumps(cfg.to_dict()["data"], sort_keys=True)
@@ -89,7 +88,7 @@ def layer_responses(runs: pd.DataFrame, device: str | None = None) -> tuple[pd.D
             notes.append(f"{run.run}: {e}")
             continue
         data = datasets[key]
-        net = _load_net(run_dir, cfg.model, data.in_channels, data.num_classes, device)
+        net = _load_net(record, cfg.model, data.in_channels, data.num_classes, device)
         stds = response_stds(net, EvalBatches(data.test, data.mean, data.std, EVAL_BATCH))
         names = [name for name, _ in response_layers(net)]
         rows += [{"run": run.run, "arch": run.arch, "depth": run.depth, "shortcut": run.shortcut, "seed": run.seed,

@@ -7,37 +7,20 @@ checked, and so is the study: each COMPLETE trial of its Optuna study must have 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from lab.config import ConfigError
-from lab.records import METRICS_FILE, SUMMARY_FILE
-
-try:
-    from lab.records import FAILURE_FILE, read_failure
-except ImportError:  # lab.records before failure records: read the file by name
-    FAILURE_FILE = "failure.json"
-
-    def read_failure(run_dir: Path) -> str | None:
-        try:
-            reason = json.loads((Path(run_dir) / FAILURE_FILE).read_text()).get("reason")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return reason if isinstance(reason, str) else None
+from lab.records import BEST_VAL_ERR, ERRORS, RunRecord
 
 NET_KEYS = ["arch", "depth", "shortcut"]  # one net of a study; its runs differ only by seed
 COLUMNS = [
-    "run", *NET_KEYS, "seed", "params", "train_err", "val_err", "test_err", "steps", "wall_s", "best_val_err", "style",
+    "run", *NET_KEYS, "seed", "params", *ERRORS, "steps", "wall_s", BEST_VAL_ERR, "style",
     "dataset", "images_per_s", "code_version", "device_name", "torch", "finished", "run_dir",
 ]
-# What the tables and figures read from every summary, and its config (without which `lab sweep` runs it again).
-SUMMARY_KEYS = ["run", *NET_KEYS, "seed", "dataset", "params", "train_err", "val_err", "test_err", "steps", "config"]
-SUMMARY_NUMBERS = ["depth", "seed", "params", "train_err", "val_err", "test_err", "steps"]
 
 
 class RecordProblems(Exception):
@@ -58,79 +41,26 @@ class Study:
     problems: list[str] = field(default_factory=list)  # "RUN: what is wrong with which file"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _why(e: Exception) -> str:
-    if isinstance(e, json.JSONDecodeError):
-        return f"{e.msg}: line {e.lineno} column {e.colno}"
-    if isinstance(e, UnicodeDecodeError):
-        return f"not UTF-8 text at byte {e.start}"
-    return getattr(e, "strerror", None) or str(e) or type(e).__name__
-
-
-def _read_summary(path: Path) -> tuple[dict | None, str | None]:
-    """(the summary, None), or (None, what is wrong with it)."""
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return None, f"{path} is not readable ({_why(e)})"
-    if not isinstance(summary, dict):
-        return None, f"{path} is not a summary (a JSON {type(summary).__name__}, not an object)"
-    missing = [k for k in SUMMARY_KEYS if k not in summary]
-    if missing:
-        return None, f"{path} is not a summary (no {', '.join(missing)})"
-    wrong = [k for k in SUMMARY_NUMBERS if not _is_number(summary[k])]
-    if wrong:
-        return None, f"{path} is not a summary ({', '.join(f'{k} is {summary[k]!r}' for k in wrong)}, not a number)"
-    if not isinstance(summary["config"], dict):
-        return None, f"{path} is not a summary (its config is not an object)"
-    if summary["run"] != path.parent.name:  # a copied folder would count its run twice
-        return None, f"{path} is the summary of run {summary['run']!r}, not of {path.parent.name} (a copied folder?)"
-    return summary, None
-
-
-def _row(path: Path, summary: dict) -> dict:
+def _row(record: RunRecord, summary: dict) -> dict:
     hardware = summary.get("hardware")
     hardware = hardware if isinstance(hardware, dict) else {}
-    # Records written before summaries carried their time: summary.json is written last and once (lab.records).
-    mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Records written before summaries carried their time: the summary is written last and once (lab.records).
+    mtime = datetime.fromtimestamp(record.summary_path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     extra = {"device_name": hardware.get("device_name"), "torch": hardware.get("torch"),
              "finished": summary.get("finished", mtime),
-             "run_dir": str(path.parent)}
+             "run_dir": str(record.dir)}
     return {k: {**summary, **extra}.get(k) for k in COLUMNS}
 
 
-def _history(path: Path, run: str, problems: list[str]) -> list[dict]:
-    """Every readable row of ``metrics.jsonl``; a line that is not a row (torn by a crash, say) is a problem."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        problems.append(f"{run}: {path} is missing")
-        return []
-    except (OSError, ValueError) as e:
-        problems.append(f"{run}: {path} is not readable ({_why(e)})")
-        return []
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):  # numbered as editors and `sed -n` count lines
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            problems.append(f"{run}: {path} line {number} is not readable ({e.msg}: column {e.colno})")
-            continue
-        if not (isinstance(row, dict) and "iteration" in row and all(_is_number(v) for v in row.values())
-                and math.isfinite(row["iteration"])):
-            problems.append(f"{run}: {path} line {number} is not a metrics row (a JSON object of numbers with an iteration)")
-            continue
-        rows.append({"run": run, **row})
-    return rows
+def _history(record: RunRecord, run: str, problems: list[str]) -> list[dict]:
+    """Every readable row of the run's metrics; a line that is not a row (torn by a crash, say) is a problem."""
+    rows, found = record.history()
+    problems += [f"{run}: {problem}" for problem in found]
+    return [{"run": run, **row} for row in rows]
 
 
-def _failure(run_dir: Path) -> str:
-    return read_failure(run_dir) or f"reason unknown: {run_dir / FAILURE_FILE} does not say"
+def _failure(record: RunRecord) -> str:
+    return record.failure() or f"reason unknown: {record.failure_path} does not say"
 
 
 @dataclass
@@ -187,12 +117,12 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     study_dir = Path(runs_dir) / study
     trials = _complete_trials(runs_dir, study, storage)
     problems, rows, history, unreadable = [], [], [], {}
-    for path in sorted(study_dir.glob(f"*/{SUMMARY_FILE}")):
-        summary, problem = _read_summary(path)
+    for record in RunRecord.finished_under(study_dir):
+        summary, problem = record.checked_summary()
         if problem:
-            unreadable[path.parent.name] = f"{path.parent.name}: {problem}"
+            unreadable[record.dir.name] = f"{record.dir.name}: {problem}"
         else:
-            rows.append(_row(path, summary))
+            rows.append(_row(record, summary))
     finished = {Path(row["run_dir"]).name for row in rows}
     # A trial whose record was lost, then ran again as another trial (`lab sweep` does that), is no problem:
     # its grid point has a finished run, or (a search) the sweep counted it out of the study.
@@ -200,23 +130,23 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     replaced = {t.run for t in trials if t.run not in finished and (t.point in ran if t.point is not None else t.lost)}
     problems += [problem for run, problem in unreadable.items() if run not in replaced]
     for row in rows:
-        history += _history(Path(row["run_dir"]) / METRICS_FILE, row["run"], problems)
-    failed_dirs = [f.parent for f in sorted(study_dir.glob(f"*/{FAILURE_FILE}"))]
+        history += _history(RunRecord(row["run_dir"]), row["run"], problems)
+    failed = RunRecord.failed_under(study_dir)
     for t in trials:
-        run_dir = study_dir / t.run
-        if t.run in replaced or (run_dir / SUMMARY_FILE).exists():  # an unreadable summary is named above
+        record = RunRecord(study_dir / t.run)
+        if t.run in replaced or record.has_summary():  # an unreadable summary is named above
             continue
-        if not run_dir.is_dir():
-            problems.append(f"{t.run}: trial {t.number} finished but {run_dir} is missing")
+        if not record.dir.is_dir():
+            problems.append(f"{t.run}: trial {t.number} finished but {record.dir} is missing")
         else:
-            problems.append(f"{t.run}: trial {t.number} finished but {run_dir} has no {SUMMARY_FILE}")
+            problems.append(f"{t.run}: trial {t.number} finished but {record.dir} has no {record.summary_path.name}")
     runs = pd.DataFrame(rows, columns=COLUMNS).sort_values([*NET_KEYS, "seed"], ignore_index=True)
     curves = pd.DataFrame(history, columns=list(dict.fromkeys(["run", "iteration", *(k for h in history for k in h)])))
     curves = curves.merge(runs[["run", *NET_KEYS, "seed"]], on="run")
     curves["iteration"] = curves["iteration"].round().astype(int)  # logged as a float by Lightning
     named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
-    failed = [(d.name, _failure(d)) for d in failed_dirs if not (d / SUMMARY_FILE).exists() and d.name not in named]
-    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed, problems)
+    failed_runs = [(r.dir.name, _failure(r)) for r in failed if not r.has_summary() and r.dir.name not in named]
+    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, problems)
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:

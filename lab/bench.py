@@ -31,6 +31,7 @@ from PIL import Image
 
 from lab.config import DataConfig
 from lab.imagefolder import class_names, default_workers, scan, train_loader
+from lab.records import RunRecord, read_json
 
 IMAGENET_LIKE_SIZE = (500, 375)  # ImageNet's most common image size (W x H); its JPEGs average about 110 KB
 
@@ -396,7 +397,7 @@ def measure_sweep(data_dir: Path, root: Path, plan: BenchPlan, device: str) -> l
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"lab sweep {name} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
-        summaries = [json.loads(p.read_text()) for p in (root / "sweep-runs" / name).glob("*/summary.json")]
+        summaries = [read_json(r.summary_path) for r in RunRecord.finished_under(root / "sweep-runs" / name)]
         rows.append({
             "workers": workers, "trials": trials, "wall_s": wall, "trials_per_hour": trials / wall * 3600,
             "training_images_per_s": sum(s["steps"] * plan.batch_size for s in summaries) / wall,

@@ -1,23 +1,49 @@
-"""The run record on disk: where a run's files live and how they are written. No Lightning, no W&B.
+"""The run record on disk: every file of a run, written and read here only. No Lightning, no W&B.
 
 ``runs_dir/study/run-name/`` holds ``config.yaml`` (resolved), ``metrics.jsonl`` (every evaluation),
-``last.ckpt`` (after every evaluation, then at the end) and, written last and atomically, ``summary.json``: a run is finished exactly when its
-summary exists. A run that failed for a reason of its own (it diverged) has ``failure.json`` instead, and no summary.
+``last.ckpt`` (after every evaluation, then at the end), ``wandb-id`` (a resumed run continues its W&B run) and,
+written last and atomically, ``summary.json``: a run is finished exactly when its summary exists. A run that failed
+for a reason of its own (it diverged) has ``failure.json`` instead, and no summary.
 A damaged file found when a run is trained again is renamed ``NAME.damaged`` (kept for inspection) and not read again.
+
+``RunRecord(run_dir)`` reads and writes one run's files; training (``lab.train``, ``lab.tracking``), sweeps and
+analysis go through it, and the metrics a run records are named here once (``FINAL_METRICS``, ``SUMMARY_METRICS``).
+torch is imported only to read a checkpoint.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import shutil
+import sys
+import time
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from lab.config import Config
+import yaml
+
+if TYPE_CHECKING:
+    from lab.config import Config
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "summary.json", "last.ckpt"
 FAILURE_FILE = "failure.json"  # {"run", "reason", "iteration", "config", "finished"}: why a run stopped without a result
 DAMAGED_SUFFIX = ".damaged"  # a damaged record file set aside: last.ckpt.damaged, summary.json.damaged, ...
 WANDB_ID_FILE = "wandb-id"  # a resumed run continues the same W&B run
+
+# The metrics of a run, named once. Errors are percentages; each is the last evaluation's in the summary.
+ERRORS = ("train_err", "val_err", "test_err")
+LOSSES = ("train_loss", "val_loss", "test_loss")
+FINAL_METRICS = (*ERRORS, *LOSSES)  # the summary's final metrics
+BEST_VAL_ERR = "best_val_err"  # the lowest val_err of any evaluation
+SUMMARY_METRICS = (*ERRORS, BEST_VAL_ERR, *LOSSES)  # every metric of a summary: what a sweep can select
+# What readers (tables, figures) take from every summary, and its config (without which `lab sweep` runs it again).
+SUMMARY_KEYS = ("run", "arch", "depth", "shortcut", "seed", "dataset", "params", *ERRORS, "steps", "config")
+SUMMARY_NUMBERS = ("depth", "seed", "params", *ERRORS, "steps")
+
+CHECKPOINT_KEYS = ("global_step", "state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks")
 
 
 class RunFailed(RuntimeError):
@@ -32,21 +58,34 @@ def run_dir_for(config: Config, name: str | None = None) -> Path:
     return Path(config.track.runs_dir) / config.track.study / (name or config.run_name)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write, then rename: a reader (or a crash) never sees half a file; a failed write (a full disk) leaves no ``.tmp``.
+def note(message: str) -> None:
+    """One line on stderr about what was found in a run record and what was done about it."""
+    print(f"lab: {message}", file=sys.stderr, flush=True)
 
-    A ``.tmp`` left by a killed process is simply overwritten.
-    """
+
+# Writing and reading files -----------------------------------------------------------------------------------------
+
+def write_atomic_with(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``, then rename ``tmp`` to ``path``: a reader (or a crash) never sees half a file; a failed write
+    (a full disk) leaves no ``.tmp``. A ``.tmp`` left by a killed process is simply overwritten."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the name points at it (a power cut, not only a crash)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write, then rename (``write_atomic_with``), the data on disk before the name points at it."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it (a power cut, not only a crash)
+
+    write_atomic_with(path, write)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -58,6 +97,43 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` with one write; a failed or short write (a full disk) is undone, so no torn line is left."""
+    data = line.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)", str(path))
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
+    finally:
+        os.close(fd)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged record file to ``NAME.damaged`` (replacing an older one), kept for inspection."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    os.replace(path, target)
+    return target
+
+
+def why(e: Exception) -> str:
+    """What is wrong with a file that could not be read, in a few words."""
+    if isinstance(e, json.JSONDecodeError):
+        return f"{e.msg}: line {e.lineno} column {e.colno}"
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text at byte {e.start}"
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_summary(path: Path) -> dict[str, Any] | None:
     """A summary file's content; None if it is missing or damaged (not JSON, not a summary with its config)."""
     try:
@@ -65,15 +141,6 @@ def read_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     return summary if isinstance(summary, dict) and isinstance(summary.get("config"), dict) else None
-
-
-def finished_summary(run_dir: Path, config: Config) -> dict[str, Any] | None:
-    """The summary of a finished run of exactly this config in ``run_dir``, if there is one.
-
-    Never raises for a damaged summary (None: not finished; ``train`` sets it aside and trains the run again).
-    """
-    summary = read_summary(Path(run_dir) / SUMMARY_FILE)
-    return summary if summary is not None and same_config(summary["config"], config) else None
 
 
 def same_config(recorded: Any, config: Config) -> bool:
@@ -89,18 +156,277 @@ def same_config(recorded: Any, config: Config) -> bool:
         return False
 
 
+# One run's record --------------------------------------------------------------------------------------------------
+
+class RunRecord:
+    """The files of one run, in ``run_dir``: each written and read by the methods below."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        self.config_path = self.dir / CONFIG_FILE
+        self.metrics_path = self.dir / METRICS_FILE
+        self.checkpoint_path = self.dir / CHECKPOINT_FILE
+        self.summary_path = self.dir / SUMMARY_FILE
+        self.failure_path = self.dir / FAILURE_FILE
+        self.wandb_id_path = self.dir / WANDB_ID_FILE
+
+    def __repr__(self) -> str:
+        return f"RunRecord({str(self.dir)!r})"
+
+    @classmethod
+    def finished_under(cls, study_dir: Path) -> list[RunRecord]:
+        """The records under ``study_dir`` that have a summary (readable or not), by run name."""
+        return [cls(p.parent) for p in sorted(Path(study_dir).glob(f"*/{SUMMARY_FILE}"))]
+
+    @classmethod
+    def failed_under(cls, study_dir: Path) -> list[RunRecord]:
+        """The records under ``study_dir`` that have a failure file, by run name."""
+        return [cls(p.parent) for p in sorted(Path(study_dir).glob(f"*/{FAILURE_FILE}"))]
+
+    # The folder
+
+    def clear(self) -> None:
+        """Empty the run folder for a fresh start, keeping set-aside damaged files (for inspection; never read again)."""
+        if not self.dir.exists():
+            self.dir.mkdir(parents=True)
+            return
+        for path in self.dir.iterdir():
+            if path.name.endswith(DAMAGED_SUFFIX):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    # config.yaml
+
+    def write_config(self, config: Config) -> None:
+        self.config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def read_config(self) -> Any:
+        """The recorded config as written (a dict); raises OSError, UnicodeDecodeError or yaml.YAMLError."""
+        return yaml.safe_load(self.config_path.read_text())
+
+    # wandb-id
+
+    def new_wandb_id(self) -> str:
+        """A new W&B run id for this run (a fresh start: a new W&B run)."""
+        run_id = uuid.uuid4().hex[:12]
+        self.wandb_id_path.write_text(run_id)
+        return run_id
+
+    def wandb_id(self) -> str:
+        """This run's W&B run id; a new one if it is lost (the W&B mirror then goes on in a new run)."""
+        if self.wandb_id_path.is_file():
+            run_id = self.wandb_id_path.read_text().strip()
+            if run_id:
+                return run_id
+        return self.new_wandb_id()
+
+    # metrics.jsonl
+
+    def write_rows(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the metrics with ``rows`` (those of an earlier attempt kept up to its checkpoint), atomically."""
+        write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def append_row(self, row: dict[str, Any]) -> None:
+        """Append one row (one line, one write; a failed write leaves no torn line)."""
+        append_line(self.metrics_path, json.dumps(row) + "\n")
+
+    def rows_until(self, resume_at: int, name: str) -> list[dict[str, Any]] | None:
+        """The rows of ``metrics.jsonl`` up to iteration ``resume_at``; None when one of them is unreadable.
+
+        Rows are appended in iteration order, so an unreadable line that comes after the row of ``resume_at``
+        (a torn last line: a crash mid-write) is past the checkpoint, and is dropped: training logs it again.
+        One before it is needed, and lost: the file is set aside and the run starts again (None).
+        """
+        path = self.metrics_path
+        rows: list[dict[str, Any]] = []
+        last = None  # the iteration of the last readable row
+        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("iteration", 0), (int, float)):
+                    raise ValueError("not a row")
+            except ValueError:  # also UnicodeDecodeError
+                if last is not None and last >= resume_at:
+                    note(f"{path}: line {number} is unreadable (torn by a crash?); it comes after the checkpoint of "
+                         f"iteration {resume_at}, so it is dropped and {name} resumes")
+                    break
+                damaged = set_aside(path)
+                note(f"{path}: line {number} is unreadable; set aside as {damaged.name}; "
+                     f"{name} starts again from iteration 0")
+                return None
+            last = row.get("iteration", 0)
+            if last <= resume_at:
+                rows.append(row)
+        return rows
+
+    def history(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """(every readable row of ``metrics.jsonl``, what is wrong with the others): a line that is not a row
+        (torn by a crash, say) is a problem, and so is a missing or unreadable file."""
+        path = self.metrics_path
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return [], [f"{path} is missing"]
+        except (OSError, ValueError) as e:
+            return [], [f"{path} is not readable ({why(e)})"]
+        rows, problems = [], []
+        for number, line in enumerate(text.split("\n"), start=1):  # numbered as editors and `sed -n` count lines
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                problems.append(f"{path} line {number} is not readable ({e.msg}: column {e.colno})")
+                continue
+            if not (isinstance(row, dict) and "iteration" in row and all(_is_number(v) for v in row.values())
+                    and math.isfinite(row["iteration"])):
+                problems.append(f"{path} line {number} is not a metrics row (a JSON object of numbers with an iteration)")
+                continue
+            rows.append(row)
+        return rows, problems
+
+    # last.ckpt
+
+    def load_checkpoint(self, map_location: Any = "cpu") -> Any:
+        """The checkpoint, as ``torch.load`` reads it (imports torch)."""
+        import torch
+
+        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+
+    def checkpoint_step(self) -> int:
+        """The iteration of the checkpoint, read whole (a torn file fails here, and not halfway into a resume)."""
+        state = self.load_checkpoint("cpu")
+        if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
+            raise ValueError("not a complete Lightning checkpoint")
+        return int(state["global_step"])
+
+    def resume_point(self, config: Config, name: str) -> tuple[int, list[dict[str, Any]]] | None:
+        """(iteration, metrics rows up to it) of an unfinished attempt of exactly this config to resume from, if any.
+
+        A damaged checkpoint or metrics file is set aside (``NAME.damaged``), saying so in one line, and the run
+        starts again from iteration 0: never a failure that repeats on every rerun. A run that failed
+        (``failure.json``) starts again too.
+        """
+        ckpt, metrics = self.checkpoint_path, self.metrics_path
+        if self.failure_path.exists() or not (ckpt.is_file() and self.config_path.is_file()):
+            return None
+        try:
+            if not same_config(self.read_config(), config):
+                return None  # another config: replaced
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None  # unreadable: not known to be this config
+        try:
+            resume_at = self.checkpoint_step()
+        except Exception as e:  # torch raises many kinds for a torn file
+            damaged = set_aside(ckpt)
+            reason = " ".join(str(e).split())[:120] or type(e).__name__
+            note(f"{ckpt}: unreadable ({reason}); set aside as {damaged.name}; {name} starts again from iteration 0")
+            return None
+        if not metrics.is_file():
+            if resume_at == 0:
+                return resume_at, []
+            note(f"{metrics}: missing, with a checkpoint of iteration {resume_at}; {name} starts again from iteration 0")
+            return None
+        rows = self.rows_until(resume_at, name)
+        return None if rows is None else (resume_at, rows)
+
+    # summary.json
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Written last and atomically: the run is finished once this file exists."""
+        write_json_atomic(self.summary_path, summary)
+
+    def has_summary(self) -> bool:
+        return self.summary_path.exists()
+
+    def summary(self) -> dict[str, Any] | None:
+        """The summary; None if it is missing or damaged (not JSON, not a summary with its config)."""
+        return read_summary(self.summary_path)
+
+    def finished(self, config: Config) -> dict[str, Any] | None:
+        """The summary of a finished run of exactly this config, if there is one.
+
+        Never raises for a damaged summary (None: not finished; ``train`` sets it aside and trains the run again).
+        """
+        summary = self.summary()
+        return summary if summary is not None and same_config(summary["config"], config) else None
+
+    def set_aside_damaged_summary(self) -> str | None:
+        """Set a damaged ``summary.json`` aside; the line to say so (how the run goes on is added), or None."""
+        path = self.summary_path
+        if not path.is_file() or read_summary(path) is not None:
+            return None
+        damaged = set_aside(path)
+        return f"{path}: damaged (not a run summary); set aside as {damaged.name}"
+
+    def summary_problem(self) -> str | None:
+        """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
+        from lab.config import quote
+
+        summary = self.summary_path
+        if not self.dir.is_dir():
+            return f"its run folder {self.dir} is gone"
+        try:
+            data = read_json(summary)
+        except FileNotFoundError:
+            return f"{summary} is missing"
+        except (OSError, ValueError) as e:
+            return f"{summary} is not readable ({quote(str(e), 60)})"
+        return None if isinstance(data, dict) and "config" in data else f"{summary} is not a run summary"
+
+    def checked_summary(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(the summary, None), or (None, what is wrong with it): every key of ``SUMMARY_KEYS`` there, the
+        numbers numbers, and the run this folder's."""
+        path = self.summary_path
+        try:
+            summary = read_json(path)
+        except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None, f"{path} is not readable ({why(e)})"
+        if not isinstance(summary, dict):
+            return None, f"{path} is not a summary (a JSON {type(summary).__name__}, not an object)"
+        missing = [k for k in SUMMARY_KEYS if k not in summary]
+        if missing:
+            return None, f"{path} is not a summary (no {', '.join(missing)})"
+        wrong = [k for k in SUMMARY_NUMBERS if not _is_number(summary[k])]
+        if wrong:
+            return None, f"{path} is not a summary ({', '.join(f'{k} is {summary[k]!r}' for k in wrong)}, not a number)"
+        if not isinstance(summary["config"], dict):
+            return None, f"{path} is not a summary (its config is not an object)"
+        if summary["run"] != self.dir.name:  # a copied folder would count its run twice
+            return None, f"{path} is the summary of run {summary['run']!r}, not of {self.dir.name} (a copied folder?)"
+        return summary, None
+
+    # failure.json
+
+    def write_failure(self, run: str, reason: str, iteration: Any, config: Config) -> None:
+        write_json_atomic(self.failure_path, {
+            "run": run,
+            "reason": reason,
+            "iteration": iteration,
+            "config": config.to_dict(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+
+    def failure(self) -> str | None:
+        """Why the run failed (``failure.json``'s reason, e.g. "diverged at iteration 37"); None if it did not
+        say (no failure file, or an unreadable one)."""
+        try:
+            reason = read_json(self.failure_path).get("reason")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return None
+        return reason if isinstance(reason, str) else None
+
+
+def finished_summary(run_dir: Path, config: Config) -> dict[str, Any] | None:
+    """The summary of a finished run of exactly this config in ``run_dir``, if there is one (``RunRecord.finished``)."""
+    return RunRecord(run_dir).finished(config)
+
+
 def read_failure(run_dir: Path) -> str | None:
-    """Why the run in ``run_dir`` failed (``failure.json``'s reason, e.g. "diverged at iteration 37"); None if it did not
-    say (no failure file, or an unreadable one)."""
-    try:
-        reason = read_json(Path(run_dir) / FAILURE_FILE).get("reason")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        return None
-    return reason if isinstance(reason, str) else None
-
-
-def set_aside(path: Path) -> Path:
-    """Rename a damaged record file to ``NAME.damaged`` (replacing an older one), kept for inspection."""
-    target = path.with_name(path.name + DAMAGED_SUFFIX)
-    os.replace(path, target)
-    return target
+    """Why the run in ``run_dir`` failed (``RunRecord.failure``)."""
+    return RunRecord(run_dir).failure()

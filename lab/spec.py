@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import ConfigError, from_dict, make_config, quote, read_yaml
+from lab.records import SUMMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-METRICS = ("train_err", "val_err", "test_err", "best_val_err", "train_loss", "val_loss", "test_loss")
+METRICS = SUMMARY_METRICS  # a sweep selects any metric of a run's summary (named in lab.records)
 NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
 
 

@@ -146,18 +146,9 @@ def _param_value(value: Any) -> Any:
 
 def _record_problem(run_dir: Path) -> str | None:
     """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
-    from lab.records import SUMMARY_FILE
+    from lab.records import RunRecord
 
-    summary = run_dir / SUMMARY_FILE
-    if not run_dir.is_dir():
-        return f"its run folder {run_dir} is gone"
-    try:
-        data = json.loads(summary.read_text())
-    except FileNotFoundError:
-        return f"{summary} is missing"
-    except (OSError, ValueError) as e:
-        return f"{summary} is not readable ({quote(str(e), 60)})"
-    return None if isinstance(data, dict) and "config" in data else f"{summary} is not a run summary"
+    return RunRecord(run_dir).summary_problem()
 
 
 def _pid_alive(pid: int) -> bool:

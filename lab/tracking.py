@@ -1,7 +1,6 @@
 """Run records (local, always: the source of truth) and their W&B mirror (offline unless configured)."""
 from __future__ import annotations
 
-import errno
 import json
 import netrc
 import os
@@ -20,22 +19,23 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lab.config import Config
-from lab.records import METRICS_FILE, write_atomic
+from lab.records import RunRecord
 
 WANDB_INIT_TIMEOUT_S = 30
 
 
 class RecordLogger(Logger):
-    """Appends every logged row to ``metrics.jsonl`` in the run folder: one line, one write (``append_line``)."""
+    """Appends every logged row to the run's metrics (``RunRecord.append_row``: one line, one write)."""
 
     def __init__(self, run_dir: Path, rows: list[dict[str, float]] | None = None) -> None:
         """``rows``: those of an earlier attempt to keep (up to its checkpoint; ``train`` reads them) and go on from;
         None: a fresh record."""
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.files = RunRecord(self.run_dir)
         self.rows: list[dict[str, float]] = list(rows or [])
         if rows is not None:
-            write_atomic(self.run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.rows))
+            self.files.write_rows(self.rows)
 
     @property
     def name(self) -> str:
@@ -58,25 +58,8 @@ class RecordLogger(Logger):
         # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead. Lightning's
         # ``epoch`` is left out: always 0 (runs are measured in iterations), it only cluttered records and charts.
         row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
-        append_line(self.run_dir / METRICS_FILE, json.dumps(row) + "\n")
+        self.files.append_row(row)
         self.rows.append(row)
-
-
-def append_line(path: Path, line: str) -> None:
-    """Append ``line`` with one write; a failed or short write (a full disk) is undone, so no torn line is left."""
-    data = line.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)", str(path))
-        except BaseException:
-            os.ftruncate(fd, size)
-            raise
-    finally:
-        os.close(fd)
 
 
 def code_version() -> str:

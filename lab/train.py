@@ -1,43 +1,20 @@
 """``train(config)``: one run, a pure function of its config, leaving a complete run record (``lab.records``)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-import yaml
 
 from lab import nets
 from lab.config import Config, ConfigError
 from lab.module import Classifier, Diverged, make_datamodule
-from lab.records import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    DAMAGED_SUFFIX,
-    FAILURE_FILE,
-    METRICS_FILE,
-    SUMMARY_FILE,
-    WANDB_ID_FILE,
-    RunFailed,
-    finished_summary,
-    read_summary,
-    run_dir_for,
-    same_config,
-    set_aside,
-    write_json_atomic,
-)
+from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for, write_atomic_with
 from lab.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
-
-FINAL_METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")
 
 
 def _accelerator(device: str) -> tuple[str, Any]:
@@ -72,7 +49,8 @@ class RecordCheckpoint(pl.Callback):
     """
 
     def __init__(self, path: Path) -> None:
-        self.path, self.before_s, self.start = path, 0.0, time.perf_counter()
+        """``path``: the run's ``last.ckpt`` (``RunRecord.checkpoint_path``)."""
+        self.path, self.before_s, self.start = Path(path), 0.0, time.perf_counter()
 
     def elapsed_s(self) -> float:
         return self.before_s + time.perf_counter() - self.start
@@ -82,13 +60,7 @@ class RecordCheckpoint(pl.Callback):
 
     def save(self, trainer: pl.Trainer) -> None:
         """Write, then rename: a crash mid-write leaves the previous checkpoint to resume from."""
-        tmp = self.path.with_name(self.path.name + ".tmp")  # one left by a killed process is overwritten
-        try:
-            trainer.save_checkpoint(tmp)
-            os.replace(tmp, self.path)
-        except BaseException:  # a full disk: leave no half-written .tmp behind
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic_with(self.path, trainer.save_checkpoint)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step < trainer.max_steps:  # the final state is saved by train() itself
@@ -101,107 +73,6 @@ class RecordCheckpoint(pl.Callback):
         self.before_s = state["elapsed_s"]
 
 
-CHECKPOINT_KEYS = ("global_step", "state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks")
-
-
-def _note(message: str) -> None:
-    """One line on stderr about what was found in a run record and what was done about it."""
-    print(f"lab: {message}", file=sys.stderr, flush=True)
-
-
-def _read_checkpoint_step(path: Path) -> int:
-    """The iteration of a checkpoint, read whole (a torn file fails here, and not halfway into a resume)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or not all(k in state for k in CHECKPOINT_KEYS):
-        raise ValueError("not a complete Lightning checkpoint")
-    return int(state["global_step"])
-
-
-def _read_rows(path: Path, resume_at: int, name: str) -> list[dict[str, Any]] | None:
-    """The rows of ``metrics.jsonl`` up to iteration ``resume_at``; None when one of them is unreadable.
-
-    Rows are appended in iteration order, so an unreadable line that comes after the row of ``resume_at``
-    (a torn last line: a crash mid-write) is past the checkpoint, and is dropped: training logs it again.
-    One before it is needed, and lost: the file is set aside and the run starts again (None).
-    """
-    rows: list[dict[str, Any]] = []
-    last = None  # the iteration of the last readable row
-    for number, line in enumerate(path.read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("iteration", 0), (int, float)):
-                raise ValueError("not a row")
-        except ValueError:  # also UnicodeDecodeError
-            if last is not None and last >= resume_at:
-                _note(f"{path}: line {number} is unreadable (torn by a crash?); it comes after the checkpoint of iteration "
-                      f"{resume_at}, so it is dropped and {name} resumes")
-                break
-            damaged = set_aside(path)
-            _note(f"{path}: line {number} is unreadable; set aside as {damaged.name}; "
-                  f"{name} starts again from iteration 0")
-            return None
-        last = row.get("iteration", 0)
-        if last <= resume_at:
-            rows.append(row)
-    return rows
-
-
-def _resume_point(run_dir: Path, config: Config, name: str) -> tuple[int, list[dict[str, Any]]] | None:
-    """(iteration, metrics rows up to it) of an unfinished attempt of exactly this config to resume from, if any.
-
-    A damaged checkpoint or metrics file is set aside (``NAME.damaged``), saying so in one line, and the run
-    starts again from iteration 0: never a failure that repeats on every rerun. A run that failed
-    (``failure.json``) starts again too.
-    """
-    ckpt, saved, metrics = run_dir / CHECKPOINT_FILE, run_dir / CONFIG_FILE, run_dir / METRICS_FILE
-    if (run_dir / FAILURE_FILE).exists() or not (ckpt.is_file() and saved.is_file()):
-        return None
-    try:
-        if not same_config(yaml.safe_load(saved.read_text()), config):
-            return None  # another config: replaced
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None  # unreadable: not known to be this config
-    try:
-        resume_at = _read_checkpoint_step(ckpt)
-    except Exception as e:  # torch raises many kinds for a torn file
-        damaged = set_aside(ckpt)
-        reason = " ".join(str(e).split())[:120] or type(e).__name__
-        _note(f"{ckpt}: unreadable ({reason}); set aside as {damaged.name}; {name} starts again from iteration 0")
-        return None
-    if not metrics.is_file():
-        if resume_at == 0:
-            return resume_at, []
-        _note(f"{metrics}: missing, with a checkpoint of iteration {resume_at}; {name} starts again from iteration 0")
-        return None
-    rows = _read_rows(metrics, resume_at, name)
-    return None if rows is None else (resume_at, rows)
-
-
-def _set_aside_damaged_summary(run_dir: Path) -> str | None:
-    """Set a damaged ``summary.json`` aside; the line to say so (how the run goes on is added), or None."""
-    path = run_dir / SUMMARY_FILE
-    if not path.is_file() or read_summary(path) is not None:
-        return None
-    damaged = set_aside(path)
-    return f"{path}: damaged (not a run summary); set aside as {damaged.name}"
-
-
-def _clear_run_dir(run_dir: Path) -> None:
-    """Empty ``run_dir`` for a fresh start, keeping set-aside damaged files (for inspection; never read again)."""
-    if not run_dir.exists():
-        run_dir.mkdir(parents=True)
-        return
-    for path in run_dir.iterdir():
-        if path.name.endswith(DAMAGED_SUFFIX):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-
-
 def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
     """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock).
 
@@ -210,22 +81,23 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     are set aside (one line on stderr each) and the run goes on without them.
 
     Raises ``RunFailed`` when the training loss becomes NaN or infinite, after writing ``failure.json``
-    (``lab.records.read_failure`` reads its reason); no summary is written. A later call starts afresh.
+    (``lab.records.RunRecord.failure`` reads its reason); no summary is written. A later call starts afresh.
     """
     name = run_name or config.run_name
     run_dir = run_dir_for(config, name)
-    done = finished_summary(run_dir, config)
+    files = RunRecord(run_dir)
+    done = files.finished(config)
     if done is not None:
         return done
-    damaged_summary = _set_aside_damaged_summary(run_dir)
-    resume = _resume_point(run_dir, config, name)
+    damaged_summary = files.set_aside_damaged_summary()
+    resume = files.resume_point(config, name)
     if damaged_summary is not None:
         how = f"resuming {name} from its checkpoint of iteration {resume[0]}" if resume else f"training {name} again"
-        _note(f"{damaged_summary}; {how}")
+        note(f"{damaged_summary}; {how}")
     if resume is None:
-        _clear_run_dir(run_dir)
-        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        (run_dir / WANDB_ID_FILE).write_text(uuid.uuid4().hex[:12])
+        files.clear()
+        files.write_config(config)
+        files.new_wandb_id()
     resume_at, rows = resume if resume is not None else (None, None)
 
     _quiet_lightning()
@@ -238,12 +110,10 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
 
     record = RecordLogger(run_dir, rows)
     loggers: list[Any] = [record]
-    wandb_id = run_dir / WANDB_ID_FILE
-    if not wandb_id.is_file() or not wandb_id.read_text().strip():  # lost: the W&B mirror goes on in a new run
-        wandb_id.write_text(uuid.uuid4().hex[:12])
-    wandb_mirror = make_wandb_mirror(config, run_dir, name, wandb_id.read_text().strip(), record)
+    # a lost id: the W&B mirror goes on in a new run
+    wandb_mirror = make_wandb_mirror(config, run_dir, name, files.wandb_id(), record)
 
-    checkpoint = RecordCheckpoint(run_dir / CHECKPOINT_FILE)
+    checkpoint = RecordCheckpoint(files.checkpoint_path)
     accelerator, devices = _accelerator(config.train.device)
     trainer = pl.Trainer(
         accelerator=accelerator,
@@ -265,19 +135,13 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     )
     device = trainer.strategy.root_device
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else run_dir / CHECKPOINT_FILE)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else files.checkpoint_path)
         module.check_finite()  # the iterations since the last check
         if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
             raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
     except Diverged as e:  # a result of this config, not an accident: recorded, and no summary
         reason = str(e)
-        write_json_atomic(run_dir / FAILURE_FILE, {
-            "run": name,
-            "reason": reason,
-            "iteration": e.iteration,
-            "config": config.to_dict(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        })
+        files.write_failure(name, reason, e.iteration, config)
         if wandb_mirror is not None:
             wandb_mirror.finish({"failure": reason}, exit_code=1)
         raise RunFailed(name, reason, run_dir) from None
@@ -300,7 +164,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         "dataset": config.data.name,
         "params": nets.count_params(net),
         **last,
-        "best_val_err": min(r["val_err"] for r in record.rows if "val_err" in r),
+        BEST_VAL_ERR: min(r["val_err"] for r in record.rows if "val_err" in r),
         "warmup_ended": module.schedule.warmup_ended,  # the iteration lr went from warmup_lr to lr; None: no warm-up
         "steps": trainer.global_step,
         "wall_s": round(wall_s, 2),
@@ -310,9 +174,9 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         "hardware": hardware(device),
         "config": config.to_dict(),
     }
-    write_json_atomic(run_dir / SUMMARY_FILE, summary)  # the result is safe before W&B is told about it
+    files.write_summary(summary)  # the result is safe before W&B is told about it
     if wandb_mirror is not None:
         wandb_mirror.sync()  # the last evaluation: its final state is saved
-        final = (*last, "best_val_err", "params", "wall_s", "steps", "images_per_s")
+        final = (*last, BEST_VAL_ERR, "params", "wall_s", "steps", "images_per_s")
         wandb_mirror.finish({k: summary[k] for k in final})
     return summary
