@@ -110,3 +110,37 @@ def test_a_run_recorded_before_a_config_field_existed_counts_it_at_its_default(t
     path.write_text(json.dumps(old))
     stamp = path.stat().st_mtime_ns
     assert train(cfg)["test_err"] == first["test_err"] and path.stat().st_mtime_ns == stamp  # not trained again
+
+
+def test_the_summary_appears_only_by_a_rename_so_no_reader_sees_half_of_it(tmp_path, monkeypatch):
+    """A crash (here: the rename failing) while the summary is written leaves no summary: the run is unfinished."""
+    import os
+
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"})
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith("summary.json"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        train(cfg)
+    run_dir = run_dir_for(cfg)
+    assert not (run_dir / "summary.json").exists() and not list(run_dir.glob("*.tmp"))
+
+
+def test_a_run_stopped_early_is_not_finished(tmp_path):
+    """Lightning may stop a fit early (a callback, a signal): such a run has no summary, and says so."""
+    import pytorch_lightning as pl
+
+    class StopAtFive(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step >= 5:
+                trainer.should_stop = True
+
+    cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"})
+    with pytest.raises(RuntimeError, match="training stopped at iteration 5 of 10"):
+        train(cfg, callbacks=(StopAtFive(),))
+    assert not (run_dir_for(cfg) / "summary.json").exists()
