@@ -31,6 +31,29 @@ if TYPE_CHECKING:
     from lab.nets import NetConfig, build_net, count_params, run_name
 
 
+def git_commit() -> str | None:
+    """The git commit of this code (``+dirty`` with uncommitted changes), or None when it is not a checkout's top
+    folder: an installed copy inside some other repository (a virtual environment in a project) is not that commit.
+    Needs no torch: ``lab --version`` answers at once; run summaries record it as their ``code_version``."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*words: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *words], cwd=root, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top_and_head = (git("rev-parse", "--show-toplevel", "HEAD") or "").splitlines()
+    if len(top_and_head) != 2 or Path(top_and_head[0]).resolve() != root:
+        return None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return top_and_head[1][:12] + ("+dirty" if dirty else "")
+
+
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'lab' has no attribute {name!r}")

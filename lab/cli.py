@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -278,25 +277,10 @@ def version() -> str:
     """``lab X.Y.Z``, with the git commit (``+dirty`` with uncommitted changes) when the code is a git checkout."""
     from lab import __version__
 
-    commit = _git_commit(Path(__file__).resolve().parent.parent)
+    from lab import git_commit
+
+    commit = git_commit()
     return f"lab {__version__}" + (f" (git {commit})" if commit else "")
-
-
-def _git_commit(root: Path) -> str | None:
-    """As ``lab.tracking.code_version`` (which imports torch), but None unless ``root`` itself is a checkout's top:
-    an installed copy inside some other repository (a virtual environment in a project) is not that commit."""
-    def git(*words: str) -> str | None:
-        try:
-            done = subprocess.run(["git", *words], cwd=root, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    top_and_head = (git("rev-parse", "--show-toplevel", "HEAD") or "").splitlines()
-    if len(top_and_head) != 2 or Path(top_and_head[0]).resolve() != root:
-        return None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return top_and_head[1][:12] + ("+dirty" if dirty else "")
 
 
 def _set_verbosity(verbose: bool) -> None:

@@ -64,15 +64,9 @@ class RecordLogger(Logger):
 
 def code_version() -> str:
     """The git commit of the code that ran (``+dirty`` with uncommitted changes), or ``unknown``."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if sha.returncode:
-        return "unknown"
-    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    from lab import git_commit
+
+    return git_commit() or "unknown"
 
 
 def hardware(device: torch.device) -> dict[str, Any]:
