@@ -75,6 +75,27 @@ def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
     )
 
 
+def train_until_killed(config, iteration: int, monkeypatch) -> None:
+    """Train ``config`` until its worker "dies" at ``iteration`` (an exception mid-training leaves the run record as a
+    killed process does: checkpoints and metrics up to the last evaluation), then put the training step back."""
+    from lab.module import Classifier
+    from lab.train import train
+
+    step = Classifier.training_step
+
+    def dies(self, batch, batch_idx):
+        if self.global_step == iteration:
+            raise RuntimeError("worker killed")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(Classifier, "training_step", dies)
+    try:
+        with pytest.raises(RuntimeError, match="worker killed"):
+            train(config)
+    finally:
+        monkeypatch.setattr(Classifier, "training_step", step)
+
+
 def write_cifar10(root: Path, n_train: int = 100, n_test: int = 20) -> Path:
     """A CIFAR-10 archive as torchvision expects it: pickled batches with ``data`` (N x 3072 uint8, channel
     planes) and ``labels``, and ``batches.meta`` with ``label_names``. Pixel values encode label and channel

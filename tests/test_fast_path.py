@@ -12,10 +12,9 @@ import pytorch_lightning as pl
 import torch
 
 from lab.config import ConfigError, make_config
-from lab.module import Classifier
 from lab.records import run_dir_for
 from lab.train import train
-from tests.conftest import TINY_RECIPE
+from tests.conftest import TINY_RECIPE, train_until_killed
 
 STEPS = 40
 RECIPE = {**TINY_RECIPE, "data": {"name": "digits", "crop_pad": 1, "flip": True},
@@ -100,17 +99,7 @@ def test_compiled_checkpoints_hold_the_nets_own_keys(compiled):
 @pytest.mark.slow
 def test_a_killed_run_resumes_on_the_fast_path_exactly(tmp_path, monkeypatch, eager, compiled):
     cfg = config(tmp_path, **{"train.compile": True})
-    step = Classifier.training_step
-
-    def dies_at_17(self, batch, batch_idx):
-        if self.global_step == 17:
-            raise RuntimeError("worker killed")
-        return step(self, batch, batch_idx)
-
-    monkeypatch.setattr(Classifier, "training_step", dies_at_17)
-    with pytest.raises(RuntimeError, match="worker killed"):
-        train(cfg)
-    monkeypatch.setattr(Classifier, "training_step", step)
+    train_until_killed(cfg, 17, monkeypatch)
     resumed = train(cfg)  # from the checkpoint of iteration 10, in a freshly compiled step
     assert [r["iteration"] for r in rows(cfg)] == [10, 20, 30, 40] and resumed["steps"] == STEPS
     assert rows(cfg) == rows(compiled[0])  # as if never stopped: bit for bit, as the eager path resumes

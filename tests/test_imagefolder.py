@@ -23,7 +23,7 @@ from lab.imagefolder import (
 from lab.module import WARMUP_WINDOW, LrSchedule
 from lab.records import run_dir_for
 from lab.train import train
-from tests.conftest import TINY_RECIPE, write_imagefolder
+from tests.conftest import TINY_RECIPE, train_until_killed, write_imagefolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(scale=[36, 48], crop=32, eval_resize=36, flip=True, val_size=2, workers=0)  # a 224-crop recipe, shrunk
@@ -261,23 +261,11 @@ def test_the_imagenet_recipe_trains_on_an_imagefolder_and_writes_a_run_record(fo
 
 
 def test_a_killed_imagefolder_run_resumes_exactly_with_another_number_of_workers(folder, tmp_path, monkeypatch):
-    from lab.module import Classifier
-
     recipe = imagefolder_recipe(folder, plateau_patience=1, warmup_lr=0.01, warmup_steps=5, warmup_until_err=70.0)
     straight = make_config(recipe, {"track.runs_dir": str(tmp_path / "straight"), "track.wandb": "disabled"})
     broken = make_config(recipe, {"track.runs_dir": str(tmp_path / "broken"), "track.wandb": "disabled", "data.workers": 2})
     first = train(straight)
-    step = Classifier.training_step
-
-    def dies_at_8(self, batch, batch_idx):
-        if self.global_step == 8:
-            raise RuntimeError("worker killed")
-        return step(self, batch, batch_idx)
-
-    monkeypatch.setattr(Classifier, "training_step", dies_at_8)
-    with pytest.raises(RuntimeError, match="worker killed"):
-        train(broken)
-    monkeypatch.setattr(Classifier, "training_step", step)
+    train_until_killed(broken, 8, monkeypatch)
     resumed = train(broken)  # from the checkpoint of iteration 6: after the warm-up and a plateau
 
     def rows(cfg):

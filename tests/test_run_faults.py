@@ -17,7 +17,7 @@ from lab.module import Classifier
 from lab.records import FAILURE_FILE, RunFailed, finished_summary, read_failure, run_dir_for, write_json_atomic
 from lab.tracking import RecordLogger
 from lab.train import FINAL_METRICS, RecordCheckpoint, train
-from tests.conftest import TINY_RECIPE, lab
+from tests.conftest import TINY_RECIPE, lab, train_until_killed
 
 RECIPE = {**TINY_RECIPE, "data": {"name": "digits", "crop_pad": 1, "flip": True},
           "optim": {**TINY_RECIPE["optim"], "max_steps": 30, "milestones": [25]}}
@@ -45,17 +45,7 @@ def clean(tmp_path_factory):
 
 def killed_at(monkeypatch, cfg, step: int) -> None:
     """Train ``cfg`` until a crash at iteration ``step`` (the checkpoint is the last evaluation's before it)."""
-    train_step = Classifier.training_step
-
-    def dies(self, batch, batch_idx):
-        if self.global_step == step:
-            raise RuntimeError("worker killed")
-        return train_step(self, batch, batch_idx)
-
-    monkeypatch.setattr(Classifier, "training_step", dies)
-    with pytest.raises(RuntimeError, match="worker killed"):
-        train(cfg)
-    monkeypatch.setattr(Classifier, "training_step", train_step)
+    train_until_killed(cfg, step, monkeypatch)
 
 
 def notes(capsys) -> list[str]:

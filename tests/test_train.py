@@ -7,7 +7,7 @@ from lab.config import make_config
 from lab.tracking import wandb_mode
 from lab.records import run_dir_for
 from lab.train import train
-from tests.conftest import TINY_RECIPE, lab
+from tests.conftest import TINY_RECIPE, lab, train_until_killed
 
 
 def test_train_writes_a_complete_run_record_and_an_offline_wandb_run(tmp_path):
@@ -40,25 +40,13 @@ def test_finished_run_is_not_trained_again_but_a_changed_config_is(tmp_path):
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_exactly(tmp_path, monkeypatch):
-    from lab.module import Classifier
-
     recipe = {**TINY_RECIPE, "data": {"name": "digits", "crop_pad": 1, "flip": True},
               "optim": {**TINY_RECIPE["optim"], "max_steps": 30, "milestones": [25]}}
     straight = make_config(recipe, {"track.runs_dir": str(tmp_path / "straight"), "track.wandb": "disabled"})
     broken = make_config(recipe, {"track.runs_dir": str(tmp_path / "broken"), "track.wandb": "disabled"})
     train(straight)
-    step = Classifier.training_step
-
-    def dies_at_17(self, batch, batch_idx):
-        if self.global_step == 17:
-            raise RuntimeError("worker killed")
-        return step(self, batch, batch_idx)
-
-    monkeypatch.setattr(Classifier, "training_step", dies_at_17)
-    with pytest.raises(RuntimeError, match="worker killed"):
-        train(broken)
+    train_until_killed(broken, 17, monkeypatch)
     assert not (run_dir_for(broken) / "summary.json").exists()
-    monkeypatch.setattr(Classifier, "training_step", step)
     resumed = train(broken)  # from the checkpoint of iteration 15
 
     def rows(cfg):
