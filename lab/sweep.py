@@ -237,8 +237,16 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
                 setattr(module, key, value)
 
         def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
-            if not received:
-                return
+            # After a step that an evaluation follows, stop after the evaluation: a checkpoint saved before it
+            # would resume past it, and its row would never be logged.
+            if received and trainer.global_step % config.train.eval_every:
+                self.stop(trainer, module)
+
+        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if received:
+                self.stop(trainer, module)
+
+        def stop(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             if hasattr(module, "check_finite"):
                 module.check_finite()  # a loss gone non-finite since the last check: the run diverged, say so
             path = run_dir_for(config, run_name) / CHECKPOINT_FILE

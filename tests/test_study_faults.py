@@ -258,3 +258,46 @@ def test_a_diverged_run_fails_its_trial_by_name_and_the_fixed_sweep_completes(tm
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert sorted(done_points(load_study("tiny", root / "runs" / "tiny" / "optuna.journal")).values()) == [1, 1]
     assert not list((root / "runs" / "tiny").glob("*/failure.json"))
+
+
+SIGNALLED = """
+import os, signal, sys
+import pytorch_lightning as pl
+from lab.config import make_config
+from lab.sweep import _checkpoint_on_signal
+from lab.train import train
+
+config = make_config({recipe!r})
+at = int(sys.argv[1])
+
+class SignalAt(pl.Callback):  # SLURM's USR1 arriving during the training step of iteration `at`
+    def on_train_batch_start(self, trainer, *args):
+        if trainer.global_step + 1 == at:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+train(config, callbacks=(SignalAt(), _checkpoint_on_signal(config, config.run_name)))
+"""
+
+
+@pytest.mark.parametrize("at", [7, 10])  # between two evaluations; in the step an evaluation follows
+def test_a_trial_signalled_mid_interval_or_at_an_evaluation_resumes_as_if_never_stopped(tmp_path, at):
+    from lab.config import make_config
+    from lab.sweep import EXIT_CHECKPOINTED
+    from lab.train import train
+    from tests.conftest import TINY_RECIPE
+
+    def config(folder):
+        return make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path / folder), "track.wandb": "disabled",
+                                         "optim.max_steps": 20, "optim.milestones": [15]})
+
+    def trial(folder, signal_at):  # as a SLURM task's trial process runs, the resumed attempt too
+        return subprocess.run([sys.executable, "-c", SIGNALLED.format(recipe=config(folder).to_dict()), str(signal_at)],
+                              capture_output=True, text=True, timeout=300)
+
+    signalled = trial("signalled", at)
+    assert signalled.returncode == EXIT_CHECKPOINTED, signalled.stdout + signalled.stderr
+    assert f"checkpoint of iteration {at} saved" in signalled.stdout
+    assert trial("signalled", 0).returncode == 0
+    train(config("straight"))
+    rows = {f: (tmp_path / f / "adhoc" / "resnet-8-s0" / "metrics.jsonl").read_text() for f in ("signalled", "straight")}
+    assert rows["signalled"] == rows["straight"]  # every evaluation once, the same numbers
