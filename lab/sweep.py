@@ -218,7 +218,7 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
     Installed before ``fit``, these handlers keep Lightning from registering its own for SIGTERM."""
     import pytorch_lightning as pl
 
-    from lab.records import CHECKPOINT_FILE, run_dir_for
+    from lab.records import RunRecord, run_dir_for, write_atomic_with
 
     received: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGUSR1):
@@ -249,10 +249,8 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
         def stop(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             if hasattr(module, "check_finite"):
                 module.check_finite()  # a loss gone non-finite since the last check: the run diverged, say so
-            path = run_dir_for(config, run_name) / CHECKPOINT_FILE
-            tmp = path.with_name(path.name + ".tmp")
-            trainer.save_checkpoint(tmp)
-            os.replace(tmp, path)  # atomic: a kill now leaves the previous checkpoint or this one
+            # atomic: a kill now leaves the previous checkpoint or this one
+            write_atomic_with(RunRecord(run_dir_for(config, run_name)).checkpoint_path, trainer.save_checkpoint)
             print(f"[lab sweep] {signal.Signals(received[0]).name}: checkpoint of iteration {trainer.global_step} "
                   f"saved; stopping", flush=True)
             os._exit(EXIT_CHECKPOINTED)
