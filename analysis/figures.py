@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures go to files; no screen needed
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
@@ -47,6 +48,11 @@ PAPER_RC = {
     "savefig.dpi": 300,
 }
 TRAIN_LW, TEST_LW = 0.9, 1.8  # Figure 6: "dashed lines denote training error, and bold lines denote testing error"
+DEPTH_LW = (0.7, 1.3)  # line widths are scaled by this from the shallowest net of a panel to the deepest
+# Figure 6's y-range for CIFAR-10 is 0-20%; elsewhere (digits: plain nets near 50%, ResNets near 0.1%) a symlog
+# axis, linear below 1% and logarithmic above, shows the plain nets' gap and the ResNets' differences at once.
+PAPER_YLIM = {"cifar10": (0, 20)}
+SYMLOG_BELOW = 1.0  # %
 FAMILY_CMAPS = {("plain", "A"): "Oranges", ("resnet", "A"): "Blues", ("resnet", "B"): "Greens", ("resnet", "C"): "Purples"}
 
 
@@ -83,9 +89,18 @@ def family_colour(arch: str, shortcut: str, shade: float = 0.75) -> tuple:
     return plt.get_cmap(FAMILY_CMAPS.get(_family(arch, shortcut), "Greys"))(shade)
 
 
-def _depth_colours(depths: list[int]) -> dict[int, tuple]:
-    cmap = plt.get_cmap("viridis")
-    return {d: cmap(i / max(1, len(depths) - 1) * 0.85) for i, d in enumerate(sorted(depths))}
+def paper_label(arch: str, depth: int, shortcut: str, shortcuts: int = 1) -> str:
+    """Names as the paper's figures print them: ``plain-20``, ``ResNet-20``; ``ResNet-20-B`` where a study has
+    several shortcut options."""
+    if arch == "plain":
+        return f"plain-{depth}"
+    return f"ResNet-{depth}" + (f"-{shortcut}" if shortcuts > 1 else "")
+
+
+def _depth_rank(depth: int, depths: list[int]) -> float:
+    """0 for the shallowest net of a family, 1 for the deepest: the deepest is drawn darkest and thickest."""
+    depths = sorted(set(depths))
+    return depths.index(depth) / (len(depths) - 1) if len(depths) > 1 else 1.0
 
 
 def _grid(panels: int, columns: int) -> tuple[int, int]:
@@ -120,29 +135,49 @@ def _families(frame: pd.DataFrame) -> list[tuple[str, str]]:
 def degradation(curves: pd.DataFrame, columns: int = 2) -> plt.Figure:
     """He 2015, Figure 6: training error (dashed) and test error (bold) vs iterations.
 
-    A panel per family (plain, ResNet A/B/C), a colour per depth; lines are means over seeds and the
-    shaded bands span min..max over seeds.
+    A panel per family (plain, ResNet A/B/C), a shade per depth (darker and thicker for deeper nets), each net
+    named as in the paper (``plain-20``, ``ResNet-20``); lines are means over seeds, the shaded bands span
+    min..max over seeds. The y-range is the paper's 0-20% on CIFAR-10; elsewhere a symlog axis (``error_axis``).
     """
     families = _families(curves)
-    colours = _depth_colours(curves["depth"].unique().tolist())
     n_short = curves.loc[curves["arch"] == "resnet", "shortcut"].nunique() or 1
+    dataset = curves["dataset"].iloc[0] if "dataset" in curves else None
+    keys = []
     with paper_style():
-        fig, axes = _figure(len(families), columns, 1.55 if columns == 1 else 2.0, 0.45, sharey=True, sharex=True)
+        fig, axes = _figure(len(families), columns, 1.55 if columns == 1 else 2.0, 0.6, sharey=True, sharex=True)
         for ax, (arch, shortcut) in zip(axes, families):
             part = curves[(curves["arch"] == arch) & ((curves["shortcut"] == shortcut) | (arch == "plain"))]
+            depths = part["depth"].unique().tolist()
             for depth, g in part.groupby("depth"):
-                _seed_band(ax, g, colours[depth])
+                rank = _depth_rank(depth, depths)
+                colour = family_colour(arch, shortcut, 0.45 + 0.5 * rank)
+                scale = DEPTH_LW[0] + (DEPTH_LW[1] - DEPTH_LW[0]) * rank
+                _seed_band(ax, g, colour, scale)
+                keys.append(Line2D([], [], color=colour, lw=TEST_LW * scale, label=paper_label(arch, depth, shortcut, n_short)))
             ax.set_title(family_title(arch, shortcut, n_short))
-            ax.set_ylim(bottom=0)
             ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+        error_axis(axes[0], dataset, curves[["train_err", "test_err"]].to_numpy())
         _label_outer(axes, _grid(len(families), columns), "iterations", "error (%)")
-        depth_keys = [Line2D([], [], color=c, lw=TEST_LW, label=f"{d} layers") for d, c in colours.items()]
-        style_keys = [Line2D([], [], color="black", lw=TRAIN_LW, ls="--", label="train"),
-                      Line2D([], [], color="black", lw=TEST_LW, label="test"),
-                      Patch(color="black", alpha=0.2, lw=0, label="min–max over seeds")]
-        keys = depth_keys + style_keys
-        _legend_below(fig, keys, ncol=(len(keys) if len(keys) <= 6 else -(-len(keys) // 2)) if columns == 2 else 3)
+        keys += [Line2D([], [], color="black", lw=TRAIN_LW, ls="--", label="train"),
+                 Line2D([], [], color="black", lw=TEST_LW, label="test"),
+                 Patch(color="black", alpha=0.2, lw=0, label="min–max over seeds")]
+        narrow = max(len(k.get_label()) for k in keys) <= 10  # "ResNet-110-B" needs more room at one column
+        _legend_below(fig, keys, ncol=min(len(keys), 6 if columns == 2 else (3 if narrow else 2)))
     return fig
+
+
+def error_axis(ax: plt.Axes, dataset: str | None, values: np.ndarray) -> None:
+    """The y-axis of error curves (shared by the panels): Figure 6's 0-20% on CIFAR-10; elsewhere symlog from 0 to
+    the largest error drawn, so 50% and 0.1% both read."""
+    if dataset in PAPER_YLIM:
+        ax.set_ylim(*PAPER_YLIM[dataset])
+        return
+    top = float(np.nanmax(values)) if np.isfinite(values).any() else 100.0
+    ax.set_yscale("symlog", linthresh=SYMLOG_BELOW, linscale=0.6)
+    ax.set_ylim(0, min(100.0, max(2.0, top * 1.15)))
+    ticks = [t for t in (0, 0.5, 1, 2, 5, 10, 20, 50, 100) if t <= ax.get_ylim()[1]]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
 
 
 def _label_outer(axes: np.ndarray, grid: tuple[int, int], xlabel: str, ylabel: str) -> None:
@@ -156,12 +191,12 @@ def _label_outer(axes: np.ndarray, grid: tuple[int, int], xlabel: str, ylabel: s
             ax.set_ylabel(ylabel)
 
 
-def _seed_band(ax: plt.Axes, g: pd.DataFrame, colour: tuple) -> None:
-    """Mean over seeds as a line, min..max over seeds as a band: train dashed and thin, test bold."""
+def _seed_band(ax: plt.Axes, g: pd.DataFrame, colour: tuple, scale: float = 1.0) -> None:
+    """Mean over seeds as a line, min..max over seeds as a band: train dashed and thin, test bold (widths x ``scale``)."""
     for metric, lw, ls, alpha in (("train_err", TRAIN_LW, "--", 0.12), ("test_err", TEST_LW, "-", 0.22)):
         s = g.groupby("iteration")[metric].agg(["mean", "min", "max"])
         ax.fill_between(s.index, s["min"], s["max"], color=colour, alpha=alpha, lw=0)
-        ax.plot(s.index, s["mean"], color=colour, lw=lw, ls=ls, gid=metric)
+        ax.plot(s.index, s["mean"], color=colour, lw=lw * scale, ls=ls, gid=metric)
 
 
 def error_vs_depth(runs: pd.DataFrame, columns: int = 2) -> plt.Figure:
@@ -197,24 +232,33 @@ def error_vs_depth(runs: pd.DataFrame, columns: int = 2) -> plt.Figure:
     return fig
 
 
-def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
+LOG_SPAN = 10.0  # Figure 7 on a log axis when the responses drawn span more than this factor
+
+
+def layer_responses(responses: pd.DataFrame, columns: int = 2, log_y: bool | None = None) -> plt.Figure:
     """He 2015, Figure 7: std of each 3x3 layer's response, in the nets' order (top) and sorted (bottom).
 
-    A line per net (mean over its seeds; sorted per seed, then averaged by rank); plain nets dashed in
-    oranges, ResNets in blues, darker for deeper nets. As in Figure 7, the ResNets are those with option-A
-    shortcuts when the study has them (options B and C stay in the data; greens and purples otherwise).
+    A line per net (mean over its seeds; sorted per seed, then averaged by rank), named as in the paper
+    (``plain-20``, ``ResNet-20``); plain nets dashed in oranges, ResNets in blues, darker for deeper nets. As in
+    Figure 7, the ResNets are those with option-A shortcuts when the study has them (options B and C stay in the
+    data; greens and purples otherwise). ``log_y``: a log std axis; by default when the stds drawn span more
+    than ``LOG_SPAN``x (a plain-56 next to a ResNet-20, say), where a linear axis flattens the small ones.
     """
     if ((responses["arch"] == "resnet") & (responses["shortcut"] == "A")).any():
         responses = responses[(responses["arch"] == "plain") | (responses["shortcut"] == "A")]
     nets = responses[NET_KEYS].drop_duplicates().sort_values(NET_KEYS, key=plain_first).itertuples(index=False)
     nets = list(nets)
+    n_short = responses.loc[responses["arch"] == "resnet", "shortcut"].nunique() or 1
+    positive = responses.loc[responses["std"] > 0, "std"]
+    if log_y is None:
+        log_y = len(positive) > 0 and positive.max() > LOG_SPAN * positive.min()
     with paper_style():
         fig, axes = _figure(2, 1, 1.45 if columns == 1 else 1.5, 0.6 if columns == 1 else 0.0)
         fig.set_size_inches(WIDTHS_IN[columns], fig.get_size_inches()[1])
         for arch, depth, shortcut in nets:
             g = responses[(responses["arch"] == arch) & (responses["depth"] == depth) & (responses["shortcut"] == shortcut)]
             style = dict(color=_shade(arch, shortcut, depth, responses), lw=1.0, ls="--" if arch == "plain" else "-",
-                         label=run_name(arch, depth, shortcut))
+                         label=paper_label(arch, depth, shortcut, n_short))
             axes[0].plot(g.groupby("layer")["std"].mean(), **style)
             ranked = g.sort_values("std", ascending=False).assign(rank=lambda d: d.groupby("run").cumcount())
             axes[1].plot(ranked.groupby("rank")["std"].mean(), **style)
@@ -222,7 +266,10 @@ def layer_responses(responses: pd.DataFrame, columns: int = 2) -> plt.Figure:
         axes[1].set_xlabel("layer index (sorted by magnitude)")
         for ax in axes:
             ax.set_ylabel("std")
-            ax.set_ylim(bottom=0)
+            if log_y:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)
         handles = axes[0].get_legend_handles_labels()[0]
         if columns == 2:
             fig.legend(handles=handles, loc="outside right upper", fontsize=SMALL_PT)

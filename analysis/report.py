@@ -89,13 +89,14 @@ def _captions(runs: pd.DataFrame) -> dict[str, str]:
 
 
 DESCRIPTIONS = {
-    "summary": "one row per finished run: final errors, parameters, iterations, wall time, hardware, code version "
-               "(full precision)",
+    "summary": "one row per finished run: final errors, parameters, iterations, wall time, hardware, code version, "
+               "`warnings` of unstable runs (full precision)",
     "curves": "one row per evaluation of every run: train/val/test error and loss, lr; `iteration` is an integer",
-    "means": "mean ± std (ddof=1) over seeds per net",
+    "means": "mean ± std (ddof=1) and the mean's 95% CI (t-based) over seeds per net",
     "shortcuts": "He 2015 Table 3-style ablation: every net against the ResNet with option-A shortcuts at the same "
-                 "depth: difference of mean test error and Welch's t-test p-value, 'within seed noise' when p >= 0.05",
-    "table6": "He 2015 Table 6: our CIFAR-10 test error (mean ± std) next to the paper's",
+                 "depth: difference of mean test error with its 95% CI and p (Welch's t-test), and a verdict: better, "
+                 "worse, no detectable difference, or too few seeds (under 3 on either side: no test)",
+    "table6": "He 2015 Table 6: our CIFAR-10 test error (mean ± std) next to the paper's, the difference with its 95% CI",
     "degradation": "He 2015 Figure 6: training (dashed) and test (bold) error vs iterations, min..max band over seeds",
     "error_vs_depth": "final training and test error vs depth, bars min..max over seeds",
     "layer_responses": "He 2015 Figure 7: std of every 3x3 layer's response on the test set, original order and sorted "
@@ -114,7 +115,23 @@ def _failed_line(failed: list[tuple[str, str]], shown: int | None = None) -> str
     return f"left out {len(failed)} failed run{'s' * (len(failed) != 1)}: {named}{more}"
 
 
-def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: list[str] = ()) -> str:
+def marked_runs(runs: pd.DataFrame) -> list[str]:
+    """``RUN: warning; warning`` for every run that ``lab.health`` marked (a loss spike, an end near chance)."""
+    marked = runs[runs["warnings"].fillna("").astype(str) != ""]
+    return [f"{run}: {warnings}" for run, warnings in zip(marked["run"], marked["warnings"])]
+
+
+def _marked_sentence(marked: list[str]) -> str:
+    """The captions' line on marked runs: they are drawn (they are results), and named."""
+    if not marked:
+        return ""
+    runs = ", ".join(m.split(": ")[0] for m in marked)
+    return (f" Marked as unstable and drawn all the same ({len(marked)} run{'s' * (len(marked) != 1)}, listed with "
+            f"why in the analysis README): {runs}.")
+
+
+def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: list[str] = (),
+            marked: list[str] = ()) -> str:
     """The analysis folder's front door: every file, what it holds, and its provenance."""
     lines = [f"# Analysis of `{study}`", "", "Written by `lab analyze`; regenerate rather than edit.", "",
              "| files | what they hold |", "| --- | --- |"]
@@ -129,6 +146,11 @@ def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: li
         "`\\input{shortcuts.tex}` inside a `table`; their provenance is in their first (comment) lines.",
         "",
     ]
+    if marked:
+        lines += ["## Marked runs", "",
+                  "Still results (drawn and counted), but their training was unstable or they ended near chance "
+                  "(lab/health.py says how this is measured); look at their curves before drawing a conclusion:", "",
+                  *[f"- {line}" for line in marked], ""]
     if left_out:
         lines += ["## Left out", "", *[f"- {line}" for line in left_out], ""]
     for title, note in notes.items():
@@ -171,8 +193,7 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
     runs.drop(columns=SUMMARY_DROP).to_csv(written[0], index=False)  # full precision: no float_format
     curves.to_csv(written[1], index=False)
     table = tables.means(runs)
-    cells = (tables.display_means(table), [])
-    written += _write_table(out, "means", table, cells, cells, note)
+    written += _write_table(out, "means", table, tables.display_means(table), tables.display_means(table, tex=True), note)
     if tables.wants_shortcuts(runs):
         table = tables.shortcuts(runs)
         md, tex = tables.display_shortcuts(table), tables.display_shortcuts(table, tex=True)
@@ -181,7 +202,11 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         table = tables.table6(runs)
         cells = tables.display_table6(table)
         written += _write_table(out, "table6", table, cells, cells, note)
-    captions = _captions(runs)
+    marked = marked_runs(runs)
+    if marked:
+        print(f"lab analyze: {len(marked)} run{'s' * (len(marked) != 1)} marked as unstable, kept and named in "
+              f"{out / 'README.md'}: {_quote_first(marked, 3)}", file=sys.stderr)
+    captions = {stem: caption + _marked_sentence(marked) for stem, caption in _captions(runs).items()}
     written += _write_figure(out, "degradation", figures.degradation, curves, captions["degradation"], note)
     written += _write_figure(out, "error_vs_depth", figures.error_vs_depth, runs, captions["error_vs_depth"], note)
     responses, skipped = layer_responses(runs)
@@ -196,5 +221,5 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         if used != note:
             notes["layer_responses"] = used
     readme = out / "README.md"
-    readme.write_text(_readme(study, written, notes, left_out))
+    readme.write_text(_readme(study, written, notes, left_out, marked))
     return written + [readme]

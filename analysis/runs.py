@@ -14,12 +14,13 @@ from pathlib import Path
 import pandas as pd
 
 from lab.config import ConfigError
+from lab.health import run_warnings
 from lab.records import BEST_VAL_ERR, ERRORS, RunRecord
 
 NET_KEYS = ["arch", "depth", "shortcut"]  # one net of a study; its runs differ only by seed
 COLUMNS = [
     "run", *NET_KEYS, "seed", "params", *ERRORS, "steps", "wall_s", BEST_VAL_ERR, "style",
-    "dataset", "images_per_s", "code_version", "device_name", "torch", "finished", "run_dir",
+    "dataset", "images_per_s", "code_version", "device_name", "torch", "finished", "warnings", "run_dir",
 ]
 
 
@@ -48,8 +49,18 @@ def _row(record: RunRecord, summary: dict) -> dict:
     mtime = datetime.fromtimestamp(record.summary_path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     extra = {"device_name": hardware.get("device_name"), "torch": hardware.get("torch"),
              "finished": summary.get("finished", mtime),
-             "run_dir": str(record.dir)}
-    return {k: {**summary, **extra}.get(k) for k in COLUMNS}
+             "warnings": "; ".join(map(str, summary["warnings"])) if isinstance(summary.get("warnings"), list) else None,
+             "num_classes": summary.get("num_classes"), "run_dir": str(record.dir)}
+    return {k: {**summary, **extra}.get(k) for k in [*COLUMNS, "num_classes"]}
+
+
+def _classes(row: dict) -> int:
+    """The run's number of classes: its summary's, or its dataset's (summaries from before lab.health)."""
+    if isinstance(row.get("num_classes"), int):
+        return row["num_classes"]
+    from lab.data import TENSOR_SHAPES
+
+    return TENSOR_SHAPES.get(row["dataset"], (0, 0, 0, 0))[3]  # 0: an ImageFolder, unknown here: not checked
 
 
 def _history(record: RunRecord, run: str, problems: list[str]) -> list[dict]:
@@ -130,7 +141,10 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     replaced = {t.run for t in trials if t.run not in finished and (t.point in ran if t.point is not None else t.lost)}
     problems += [problem for run, problem in unreadable.items() if run not in replaced]
     for row in rows:
-        history += _history(RunRecord(row["run_dir"]), row["run"], problems)
+        found = _history(RunRecord(row["run_dir"]), row["run"], problems)
+        if row["warnings"] is None:  # a summary from before lab.health: its rows are checked here
+            row["warnings"] = "; ".join(run_warnings(found, _classes(row)))
+        history += found
     failed = RunRecord.failed_under(study_dir)
     for t in trials:
         record = RunRecord(study_dir / t.run)
@@ -142,7 +156,7 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
             problems.append(f"{t.run}: trial {t.number} finished but {record.dir} has no {record.summary_path.name}")
     runs = pd.DataFrame(rows, columns=COLUMNS).sort_values([*NET_KEYS, "seed"], ignore_index=True)
     curves = pd.DataFrame(history, columns=list(dict.fromkeys(["run", "iteration", *(k for h in history for k in h)])))
-    curves = curves.merge(runs[["run", *NET_KEYS, "seed"]], on="run")
+    curves = curves.merge(runs[["run", *NET_KEYS, "seed", "dataset"]], on="run")
     curves["iteration"] = curves["iteration"].round().astype(int)  # logged as a float by Lightning
     named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
     failed_runs = [(r.dir.name, _failure(r)) for r in failed if not r.has_summary() and r.dir.name not in named]

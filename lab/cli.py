@@ -127,6 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations ({summary['wall_s']:.0f}s); "
         f"record: {run_dir_for(config, summary['run'])}"
     )
+    for warning in summary.get("warnings", []):  # still a result, but not one to trust without a look (lab.health)
+        print(f"lab train: {summary['run']} WARNING: {warning}", file=sys.stderr)
     return 0
 
 

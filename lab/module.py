@@ -17,6 +17,9 @@ EVAL_SETS = ("val", "test")  # validation dataloader index -> metric prefix
 WARMUP_WINDOW = 10  # training batches averaged to decide the end of a warm-up (LrSchedule.observe_train_err)
 DIVERGENCE_CHECK_EVERY = 10  # iterations between host checks of the device-side divergence flag (one sync each)
 NO_ITERATION = 2**62  # Classifier._first_bad while every training loss has been finite
+# Classifier's training statistics since the last evaluation: a checkpoint saved between two evaluations (a SLURM
+# signal, lab.sweep) carries them, so that the next row is logged as if the run had never stopped.
+INTERVAL_STATE = ("_train_loss", "_train_wrong", "_train_seen", "_train_loss_max", "_train_loss_initial")
 
 
 class Diverged(Exception):
@@ -134,6 +137,10 @@ class Classifier(pl.LightningModule):
     def _reset_train_stats(self) -> None:
         # Summed on the device and read once per evaluation: a .item() per step would be a sync point.
         self._train_loss = self._train_wrong = self._train_seen = 0
+        # The largest single-batch loss since the last evaluation, and the run's first one (iteration 0): a loss
+        # that climbs far above where it started is an unstable run (lab.health), whatever the interval's mean says.
+        self._train_loss_max: torch.Tensor | None = None
+        self._train_loss_initial: torch.Tensor | None = None
         self._val_wrong = self._val_seen = 0  # val_err for the plateau schedule, as validation_step logs it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +168,10 @@ class Classifier(pl.LightningModule):
             bad_at = torch.where(torch.isfinite(loss.detach()), NO_ITERATION, self.global_step)
             self._first_bad = torch.minimum(self._first_bad, bad_at)
             self._train_loss = self._train_loss + loss.detach() * len(y)
+            step_loss = loss.detach().float()
+            self._train_loss_max = step_loss if self._train_loss_max is None else torch.maximum(self._train_loss_max, step_loss)
+            if self.global_step == 0:
+                self._train_loss_initial = step_loss
             self._train_wrong = self._train_wrong + wrong
             self._train_seen += len(y)
             if self.schedule is not None and self.schedule.warming_up_until_err():
@@ -210,6 +221,9 @@ class Classifier(pl.LightningModule):
         if self._train_seen:
             self.log("train_loss", self._train_loss / self._train_seen)
             self.log("train_err", self._train_wrong * 100.0 / self._train_seen)
+            self.log("train_loss_max", self._train_loss_max)
+            if self._train_loss_initial is not None:  # only in the row of the first evaluation
+                self.log("train_loss_initial", self._train_loss_initial)
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
             self._reset_train_stats()
 

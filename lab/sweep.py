@@ -71,6 +71,7 @@ SLURM_JOB = "slurm_job"  # the SLURM job (JOB_TASK of an array) whose coordinato
 RUN = "run"  # the run's name, e.g. resnet-56-s0; a continued trial inherits it
 RECORD = "record"  # the run folder's absolute path
 FAILURE = "failure"  # why it failed
+WARNINGS = "warnings"  # a finished run's warnings (lab.health): a loss spike, an end near chance
 SKIPPED = "skipped"  # why it was pruned
 CONTINUES = "continues"  # the number of the preempted trial whose run this one continues
 N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the trial's parameters)
@@ -224,13 +225,13 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
     for sig in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, lambda number, frame: received.append(number))
 
-    interval = ("_train_loss", "_train_wrong", "_train_seen")  # lab.module.Classifier's sums since the last evaluation
+    from lab.module import INTERVAL_STATE  # the classifier's statistics since the last evaluation
 
     class CheckpointOnSignal(pl.Callback):
         def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
             # the training error and loss summed since the last evaluation: a run checkpointed between two
             # evaluations then logs the same averages at the next one as if never stopped
-            checkpoint["lab_interval"] = {k: getattr(module, k) for k in interval if hasattr(module, k)}
+            checkpoint["lab_interval"] = {k: getattr(module, k) for k in INTERVAL_STATE if hasattr(module, k)}
 
         def on_load_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
             for key, value in checkpoint.get("lab_interval", {}).items():
@@ -622,10 +623,14 @@ class Sweep:
                     if key in summary:
                         trial.set_user_attr(key, summary[key])
                 trial.set_user_attr(N_PARAMS, summary["params"])
+                warnings = summary.get(WARNINGS) or []
+                if warnings:
+                    trial.set_user_attr(WARNINGS, warnings)
                 self.study.tell(trial, summary[self.spec.metric], skip_if_finished=True)
                 note = (
                     f"{claim.run_name} done in {summary['wall_s']:.0f}s: "
                     f"{self.spec.metric} {summary[self.spec.metric]:.2f}, train_err {summary['train_err']:.2f}"
+                    + "".join(f"; WARNING: {w}" for w in warnings)
                 )
             self.progress(note)
 
@@ -796,6 +801,8 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
         states = {t.state for t in ts}
         if TrialState.COMPLETE in states:
             counts["done"] += 1
+            for t in (t for t in ts if t.state == TrialState.COMPLETE and t.user_attrs.get(WARNINGS)):
+                rows.append(f"  marked   {t.user_attrs.get(RUN, run)}: trial {t.number}: {'; '.join(t.user_attrs[WARNINGS])}")
         elif TrialState.RUNNING in states:
             counts["running"] += 1
             for t in (t for t in ts if t.state == TrialState.RUNNING):
@@ -819,7 +826,9 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
     if not spec.grid:
         counts["waiting"] = max(0, spec.n_trials - counts["done"] - counts["running"])
     total = spec.total
-    print(f"[{name}] {_plural(total, 'point' if spec.grid else 'trial')}: {counts['done']} done, {counts['running']} running, "
+    marked = sum(row.startswith("  marked") for row in rows)
+    print(f"[{name}] {_plural(total, 'point' if spec.grid else 'trial')}: {counts['done']} done"
+          f"{f' ({marked} marked)' if marked else ''}, {counts['running']} running, "
           f"{counts['failed']} failed, {counts['waiting']} waiting", file=out)
     for row in rows:
         print(row, file=out)

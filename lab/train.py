@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from lab import nets
+from lab.health import run_warnings
 from lab.config import Config, ConfigError
 from lab.module import Classifier, Diverged, make_datamodule
 from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for, write_atomic_with
@@ -165,6 +166,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         "params": nets.count_params(net),
         **last,
         BEST_VAL_ERR: min(r["val_err"] for r in record.rows if "val_err" in r),
+        "num_classes": data.num_classes,
+        "warnings": run_warnings(record.rows, data.num_classes),  # still a result, marked (lab.health)
         "warmup_ended": module.schedule.warmup_ended,  # the iteration lr went from warmup_lr to lr; None: no warm-up
         "steps": trainer.global_step,
         "wall_s": round(wall_s, 2),

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import matplotlib.colors
 import matplotlib.text
 import numpy as np
 import pandas as pd
@@ -29,10 +30,10 @@ from tests.conftest import TINY_RECIPE, write_cifar10
 ABLATION = {
     ("plain", 20, "A"): [10.0],  # one seed: no t-test
     ("resnet", 20, "A"): [8.0, 9.0, 10.0],  # mean 9, std 1: the reference
-    ("resnet", 20, "B"): [8.5, 9.5, 9.0],  # mean 9: within seed noise
-    ("resnet", 20, "C"): [12.0, 13.0, 14.0],  # mean 13: p about 0.008
+    ("resnet", 20, "B"): [8.5, 9.5, 9.0],  # mean 9: no detectable difference
+    ("resnet", 20, "C"): [12.0, 13.0, 14.0],  # mean 13: p about 0.008, worse
     ("resnet", 56, "A"): [7.0, 7.5],
-    ("plain", 56, "A"): [13.0, 14.0],
+    ("plain", 56, "A"): [13.0, 14.0],  # 6.25 points worse, but two seeds a side: too few seeds
 }
 
 
@@ -115,16 +116,50 @@ def test_shortcut_table_is_recomputed_from_run_records(tmp_path):
             assert row["test_err_std"] == pytest.approx(np.std(errs, ddof=1), abs=1e-12)
         else:
             assert np.isnan(row["test_err_std"])
-    assert table.loc["resnet-20-B", "test_err_diff_vs_A"] == pytest.approx(0.0, abs=1e-12)
-    assert table.loc["resnet-20-C", "test_err_diff_vs_A"] == pytest.approx(4.0)
-    assert table.loc["plain-56", "test_err_diff_vs_A"] == pytest.approx(13.5 - 7.25)
+    assert table.loc["resnet-20-B", "diff"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["resnet-20-C", "diff"] == pytest.approx(4.0)
+    assert table.loc["plain-56", "diff"] == pytest.approx(13.5 - 7.25)
     for net, errs in (("resnet-20-B", ABLATION[("resnet", 20, "B")]), ("resnet-20-C", ABLATION[("resnet", 20, "C")])):
-        assert table.loc[net, "p_vs_A"] == stats.ttest_ind(errs, ref, equal_var=False).pvalue
-    assert table.loc["plain-56", "p_vs_A"] == stats.ttest_ind([13.0, 14.0], [7.0, 7.5], equal_var=False).pvalue
-    assert table.loc["resnet-20-B", "note"] == "within seed noise" and table.loc["resnet-20-B", "p_vs_A"] == 1.0
-    assert table.loc["resnet-20-C", "note"] == "" and table.loc["resnet-20-C", "p_vs_A"] < 0.05
-    assert table.loc["plain-20", "note"] == "n/a" and np.isnan(table.loc["plain-20", "p_vs_A"])
-    assert table.loc["resnet-20-A", "note"] == "reference"
+        test = stats.ttest_ind(errs, ref, equal_var=False)
+        ci = test.confidence_interval(0.95)
+        assert table.loc[net, "p"] == test.pvalue
+        assert (table.loc[net, "ci_low"], table.loc[net, "ci_high"]) == (ci.low, ci.high)
+        assert table.loc[net, "ci_low"] < table.loc[net, "diff"] < table.loc[net, "ci_high"]
+        assert table.loc[net, "compared_with"] == "resnet-20-A"
+    assert table.loc["resnet-20-B", "verdict"] == "no detectable difference" and table.loc["resnet-20-B", "p"] == 1.0
+    assert table.loc["resnet-20-C", "verdict"] == "worse" and table.loc["resnet-20-C", "p"] < 0.05
+    for net in ("plain-20", "plain-56"):  # one or two seeds on a side: no test, whatever the gap
+        assert table.loc[net, "verdict"] == "too few seeds"
+        assert np.isnan(table.loc[net, "p"]) and np.isnan(table.loc[net, "ci_low"]) and np.isnan(table.loc[net, "ci_high"])
+    assert table.loc["resnet-20-A", "verdict"] == "reference" and table.loc["resnet-56-A", "verdict"] == "reference"
+
+
+def test_a_55_point_gap_is_too_few_seeds_on_two_seeds_and_worse_on_three(tmp_path):
+    """The depth study's plain-44 vs resnet-44 (+55.4 points): two seeds give p = 0.17, which is no evidence of
+    "no difference"; on three seeds Welch's test separates it, and its CI says by how much."""
+    two = {("plain", 44, "A"): [61.0, 47.0], ("resnet", 44, "A"): [2.0, 3.0]}
+    three = {("plain", 44, "A"): [61.0, 47.0, 58.0], ("resnet", 44, "A"): [2.0, 3.0, 2.5]}
+    for name, errs in (("two", two), ("three", three)):
+        write_study(tmp_path / name, {"name": "digits"}, nets_errs=errs)
+    table = tables.shortcuts(load_runs(tmp_path / "two", "ablation")[0]).set_index("net")
+    assert table.loc["plain-44", "diff"] == pytest.approx(51.5) and table.loc["plain-44", "verdict"] == "too few seeds"
+    table = tables.shortcuts(load_runs(tmp_path / "three", "ablation")[0]).set_index("net")
+    row = table.loc["plain-44"]
+    assert row["verdict"] == "worse" and row["p"] < 0.05 and 0 < row["ci_low"] < row["diff"] < row["ci_high"]
+    swapped = tables.compare(pd.Series(three[("resnet", 44, "A")]), pd.Series(three[("plain", 44, "A")]))
+    assert swapped.verdict == "better" and swapped.ci_high < 0
+    md = tables.markdown(*tables.display_shortcuts(table.reset_index()))
+    assert "within seed noise" not in md and "| worse |" in md
+
+
+def test_means_carry_the_t_based_95_percent_ci_of_the_mean(tmp_path):
+    write_study(tmp_path, {"name": "digits"})
+    table = tables.means(load_runs(tmp_path, "ablation")[0]).set_index(["arch", "depth", "shortcut"])
+    errs = ABLATION[("resnet", 20, "C")]
+    low, high = stats.t.interval(0.95, len(errs) - 1, loc=np.mean(errs), scale=stats.sem(errs))
+    row = table.loc[("resnet", 20, "C")]
+    assert (row["test_err_ci_low"], row["test_err_ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert np.isnan(table.loc[("plain", 20, "A"), "test_err_ci_low"])  # one seed: no interval
 
 
 def test_means_are_over_seeds_per_net_with_the_sample_std():
@@ -140,13 +175,19 @@ def test_means_are_over_seeds_per_net_with_the_sample_std():
          ("resnet", 20, "A", 3, 270, 3.0, 2.0, 13.0, 3.0, 24.0, 4.0)],
         columns=["arch", "depth", "shortcut", "seeds", "params", "train_err_mean", "train_err_std", "val_err_mean",
                  "val_err_std", "test_err_mean", "test_err_std"])
-    pd.testing.assert_frame_equal(tables.means(runs), expected, check_dtype=False, rtol=1e-12)
-    assert tables.markdown(tables.display_means(tables.means(runs))) == (  # means.md, as a reader sees it
-        "| net | params | seeds | train err (%) | val err (%) | test err (%) |\n"
-        "|---|---|---|---|---|---|\n"
-        "| plain-20 | 270 | 1 | 7.00 | 17.00 | 27.00 |\n"
-        "| plain-56 | 850 | 2 | 9.25 ± 0.35 | 30.75 ± 1.06 | 40.50 ± 0.71 |\n"
-        "| resnet-20 | 270 | 3 | 3.00 ± 2.00 | 13.00 ± 3.00 | 24.00 ± 4.00 |\n"
+    pd.testing.assert_frame_equal(tables.means(runs)[expected.columns], expected, check_dtype=False, rtol=1e-12)
+
+    def ci(values):  # the t-based 95% CI of a mean, as a reader sees it
+        low, high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+        return f"[{low:.2f}, {high:.2f}]"
+
+    assert tables.markdown(*tables.display_means(tables.means(runs))) == (  # means.md, as a reader sees it
+        "| net | params | seeds | train err (%) | train 95% CI | val err (%) | test err (%) | test 95% CI |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| plain-20 | 270 | 1 | 7.00 | – | 17.00 | 27.00 | – |\n"
+        f"| plain-56 | 850 | 2 | 9.25 ± 0.35 | {ci([9.0, 9.5])} | 30.75 ± 1.06 | 40.50 ± 0.71 | {ci([40.0, 41.0])} |\n"
+        f"| resnet-20 | 270 | 3 | 3.00 ± 2.00 | {ci([1.0, 3.0, 5.0])} | 13.00 ± 3.00 | 24.00 ± 4.00 | {ci([20.0, 24.0, 28.0])} |\n"
+        "\nmean ± std (ddof=1) over seeds; 95% CI: of the mean (t-based), none under 2 seeds.\n"
     )
 
 
@@ -161,13 +202,19 @@ def test_shortcut_table_is_written_when_there_is_something_to_compare(tmp_path):
 
 def test_table6_puts_the_papers_numbers_beside_ours(tmp_path):
     nets_errs = {("plain", 56, "A"): [13.0, 14.0], ("resnet", 56, "A"): [7.0, 7.5], ("resnet", 56, "B"): [7.1, 7.2],
-                 ("resnet", 110, "A"): [6.5, 6.7]}
+                 ("resnet", 110, "A"): [7.0, 7.1, 7.2]}
     write_study(tmp_path, {"name": "cifar10"}, nets_errs=nets_errs)
     table = tables.table6(load_runs(tmp_path, "ablation")[0]).set_index("net")
     assert list(table.index) == ["plain-56", "resnet-56", "resnet-110"]  # Table 6 is option A only
     assert table.loc["resnet-56", "paper_test_err"] == CIFAR10_RESNET_TEST_ERR[56] == 6.97
     assert table.loc["plain-56", "paper_test_err"] == CIFAR10_PLAIN_TEST_ERR[56]
-    assert table.loc["resnet-56", "test_err_diff"] == pytest.approx(7.25 - 6.97)
+    assert table.loc["resnet-56", "diff"] == pytest.approx(7.25 - 6.97)
+    assert table.loc["resnet-56", "verdict"] == "too few seeds" and np.isnan(table.loc["resnet-56", "ci_low"])
+    ours = [7.0, 7.1, 7.2]  # three seeds: a one-sample t-test against the paper's 6.43
+    ci = stats.ttest_1samp(ours, 6.43).confidence_interval(0.95)
+    row = table.loc["resnet-110"]
+    assert row["ci_low"] == pytest.approx(ci.low - 6.43) and row["ci_high"] == pytest.approx(ci.high - 6.43)
+    assert row["p"] == pytest.approx(stats.ttest_1samp(ours, 6.43).pvalue) and row["verdict"] == "worse"
     assert table.loc["resnet-56", "test_err_std"] == pytest.approx(np.std([7.0, 7.5], ddof=1))
     assert table.loc["resnet-110", "paper_params"] == 1_727_962
     assert "Figure 6" in table.loc["plain-56", "paper_source"] and "6.61" in table.loc["resnet-110", "paper_source"]
@@ -187,7 +234,9 @@ def test_report_files_precision_and_provenance(cifar_report):
     raw = json.loads(next((cifar_report.parent / "runs" / "ablation").glob("*/summary.json")).read_text())
     assert summary.set_index("run").loc[raw["run"], "wall_s"] == raw["wall_s"]
     assert pd.read_csv(cifar_report / "curves.csv")["iteration"].dtype.kind == "i"
-    assert "within seed noise" in (cifar_report / "shortcuts.md").read_text()
+    shortcuts_md = (cifar_report / "shortcuts.md").read_text()
+    assert "no detectable difference" in shortcuts_md and "too few seeds" in shortcuts_md
+    assert "within seed noise" not in shortcuts_md
     assert "± " in (cifar_report / "means.md").read_text()
 
 
@@ -247,6 +296,10 @@ def test_every_table_compiles_with_pdflatex_and_fits_the_text_width(cifar_report
         assert result.returncode == 0, f"{tex.name} does not compile:\n{result.stdout[-2000:]}"
         assert "Overfull \\hbox" not in log, f"{tex.name} is wider than \\textwidth:\n" + "\n".join(
             line for line in log.splitlines() if "Overfull" in line)
+        # Type 1 or TrueType only: a dagger set as \textsuperscript{\dag} brought a Type 3 font into the PDF
+        fonts = pdf_fonts(need("pdffonts"), doc.with_suffix(".pdf"))
+        assert fonts and all("Type 3" not in f["type"] and f["emb"] == "yes" for f in fonts), f"{tex.name}: {fonts}"
+    assert "dagger" in (cifar_report / "table6.tex").read_text()  # the marks are there, as math
 
 
 def pdf_fonts(pdffonts: str, pdf: Path) -> list[dict[str, str]]:
@@ -346,19 +399,35 @@ def test_degradation_series_are_styled_by_what_they_show_and_the_legend_says_so(
                 assert key[0] == arch, f"{key} drawn in the {arch} panel"
                 lines[key] = line
         assert set(lines) == set(series)
-        train = [line for (_, _, metric), line in lines.items() if metric == "train_err"]
-        test = [line for (_, _, metric), line in lines.items() if metric == "test_err"]
-        assert all(line.get_linestyle() == "--" for line in train), "training error dashed"
-        assert all(line.get_linestyle() == "-" for line in test), "test error solid"
-        thin, bold = {line.get_linewidth() for line in train}, {line.get_linewidth() for line in test}
-        assert len(thin) == len(bold) == 1 and min(bold) >= 1.5 * max(thin), "test error bold"
+        assert all(line.get_linestyle() == ("--" if metric == "train_err" else "-")
+                   for (_, _, metric), line in lines.items()), "training error dashed, test error solid"
+        for arch in ("plain", "resnet"):
+            for depth in (20, 56):
+                train, test = lines[(arch, depth, "train_err")], lines[(arch, depth, "test_err")]
+                assert test.get_linewidth() >= 1.5 * train.get_linewidth(), "test error bold"
+                assert test.get_color() == train.get_color()
+            shallow, deep = lines[(arch, 20, "test_err")], lines[(arch, 56, "test_err")]
+            assert deep.get_linewidth() > shallow.get_linewidth(), "the deepest net thickest"
+            assert sum(matplotlib.colors.to_rgb(deep.get_color())) < sum(matplotlib.colors.to_rgb(shallow.get_color())), \
+                "the deepest net darkest"
         keys = {h.get_label(): h for h in fig.legends[0].legend_handles}
-        assert (keys["train"].get_linestyle(), keys["train"].get_linewidth()) == ("--", min(thin))
-        assert (keys["test"].get_linestyle(), keys["test"].get_linewidth()) == ("-", min(bold))
-        for depth in (20, 56):  # a depth's key: its colour, drawn as its test error is
-            key, line = keys[f"{depth} layers"], lines[("plain", depth, "test_err")]
-            assert (key.get_linestyle(), key.get_linewidth(), key.get_color()) == ("-", min(bold), line.get_color())
-            assert lines[("resnet", depth, "train_err")].get_color() == line.get_color()
+        assert keys["train"].get_linestyle() == "--" and keys["test"].get_linestyle() == "-"
+        for (arch, depth), label in {("plain", 20): "plain-20", ("plain", 56): "plain-56", ("resnet", 20): "ResNet-20",
+                                     ("resnet", 56): "ResNet-56"}.items():  # named as in the paper's Figure 6
+            key, line = keys[label], lines[(arch, depth, "test_err")]
+            assert (key.get_linestyle(), key.get_linewidth(), key.get_color()) == ("-", line.get_linewidth(), line.get_color())
+        figures.plt.close(fig)
+
+
+def test_degradation_y_axis_is_the_papers_on_cifar_and_symlog_elsewhere():
+    """Figure 6's 0-20% on CIFAR-10; on digits (plain-56 near 50%, ResNets near 0.1%) a symlog axis that reads both."""
+    for dataset, scale, top in (("cifar10", "linear", 20), ("digits", "symlog", 61 * 1.15)):
+        curves = pd.DataFrame([{"arch": arch, "depth": 20, "shortcut": "A", "seed": 0, "iteration": it, "dataset": dataset,
+                                "train_err": err / it, "test_err": err / it + 1} for arch, err in (("plain", 6000), ("resnet", 20))
+                               for it in (100, 200)])
+        fig = figures.degradation(curves, 2)
+        ax = fig.axes[0]
+        assert ax.get_yscale() == scale and ax.get_ylim() == (0, pytest.approx(top))
         figures.plt.close(fig)
 
 
