@@ -7,6 +7,7 @@ records that could not be read) are named there and counted in the provenance.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -158,7 +159,8 @@ def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: li
     return "\n".join(lines)
 
 
-def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = None, partial: bool = False) -> list[Path]:
+def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = None, partial: bool = False,
+                 responses_log_y: bool | None = None) -> list[Path]:
     """Write every table and figure of ``study`` into ``out``; returns the paths written.
 
     Failed runs (``failure.json``, no summary) are left out and counted in the README and provenance. A record
@@ -216,7 +218,8 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed) + extra
         responses.to_csv(out / "layer_responses.csv", index=False)
         written += [out / "layer_responses.csv"]
-        written += _write_figure(out, "layer_responses", figures.layer_responses, responses,
+        draw = functools.partial(figures.layer_responses, log_y=responses_log_y)  # None: log when they span > 10x
+        written += _write_figure(out, "layer_responses", draw, responses,
                                  captions["layer_responses"], used)
         if used != note:
             notes["layer_responses"] = used

@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
     a.add_argument("--storage", help="the study's Optuna storage, as `lab sweep --storage` took it, to check that every "
                    "finished trial left its run (default: runs/NAME/optuna.journal when it exists)")
+    a.add_argument("--responses-axis", choices=("auto", "log", "linear"), default="auto",
+                   help="Figure 7's std axis: log, linear, or auto (log when the responses span more than 10x; default)")
     a.add_argument("--partial", action="store_true",
                    help="analyze the runs that are there when records are missing or unreadable; README.md lists "
                    "what was left out")
@@ -87,8 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="a tiny net and a few iterations (seconds; for CI)")
     mode.add_argument("--gpu-check", action="store_true",
                       help="the GPU protocol: ResNet-20/56/110 with bf16 and compiled variants, under 5 minutes on an H200")
-    b.add_argument("--out", default="runs/bench.json", help="the JSON report; the table goes beside it as .md "
-                   "(default: runs/bench.json)")
+    mode.add_argument("--first-study", action="store_true",
+                      help="time `lab sweep depth-study` as a new user runs it (budget: 5 minutes) and check the paper's "
+                      "result on every seed (out: runs/first-study.json unless --out)")
+    b.add_argument("--out", help="the JSON report; the table goes beside it as .md "
+                   "(default: runs/bench.json; with --first-study runs/first-study.json)")
+    b.add_argument("--workers", type=int, help="with --first-study: the sweep's --workers (default: the sweep's own)")
     b.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
     b.add_argument("--no-sweep", action="store_true", help="leave out the sweep probe (trials/hour, 1 vs N workers)")
     b.add_argument("--depths", help="comma-separated ResNet depths to measure instead of the mode's, e.g. 20,56")
@@ -231,8 +237,15 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lab.bench import run_bench
+    from lab.bench import run_bench, run_first_study
 
+    if args.first_study:
+        out = Path(args.out or "runs/first-study.json")
+        report = run_first_study(out, workers=args.workers)
+        print(f"written: {out} and {out.with_suffix('.md')} ({report['wall_s']:.0f}s)")
+        ok = all(r["resnet_trains"] and r["plain_degrades"] for r in report["seeds"]) and report["of_budget"] < 1
+        return 0 if ok else 1
+    args.out = args.out or "runs/bench.json"
     mode = "quick" if args.quick else "gpu-check" if args.gpu_check else "full"
     depths = tuple(int(d) for d in args.depths.split(",")) if args.depths else None
     report = run_bench(mode, Path(args.out), device=args.device, sweep=not args.no_sweep, depths=depths)
@@ -246,7 +259,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.runs_dir) / args.name / "analysis"
     try:
-        written = write_report(Path(args.runs_dir), args.name, out, storage=args.storage, partial=args.partial)
+        log_y = {"auto": None, "log": True, "linear": False}[args.responses_axis]
+        written = write_report(Path(args.runs_dir), args.name, out, storage=args.storage, partial=args.partial,
+                               responses_log_y=log_y)
     except RecordProblems as e:  # nothing written: a table over fewer seeds than the study ran would look complete
         for problem in e.problems:
             print(f"lab analyze: {problem}", file=sys.stderr)

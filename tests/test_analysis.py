@@ -467,3 +467,19 @@ def test_residual_nets_respond_less_than_plain_nets_once_trained(tmp_path):
     assert std["resnet"].mean() < 0.5 * std["plain"].mean()
     ranked = {arch: np.sort(s)[::-1] for arch, s in std.items()}
     assert (ranked["resnet"] < ranked["plain"]).mean() >= 0.9  # Figure 7 (bottom): sorted, resnet below plain
+
+
+def test_layer_responses_go_on_a_log_axis_when_they_span_more_than_10x_and_read_like_the_paper():
+    def responses(top: float) -> pd.DataFrame:
+        return pd.DataFrame([{"run": f"{arch}-{depth}-s0", "arch": arch, "depth": depth, "shortcut": "A", "seed": 0,
+                              "layer": i, "std": (top if arch == "plain" else 1.0) / (i + 1)}
+                             for arch, depth in (("plain", 56), ("resnet", 20)) for i in range(3)])
+
+    for top, scale, forced in ((30.0, "log", "linear"), (2.0, "linear", "log")):
+        fig = figures.layer_responses(responses(top), 2)
+        assert fig.axes[0].get_yscale() == fig.axes[1].get_yscale() == scale
+        assert [line.get_label() for line in fig.axes[0].lines] == ["plain-56", "ResNet-20"]
+        figures.plt.close(fig)
+        fig = figures.layer_responses(responses(top), 2, log_y=(forced == "log"))  # lab analyze --responses-axis
+        assert fig.axes[0].get_yscale() == forced
+        figures.plt.close(fig)
