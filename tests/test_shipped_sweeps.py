@@ -67,7 +67,8 @@ def test_shipped_sweep_runs_end_to_end(tmp_path, sweep):
     if "ablation" in sweep:  # the Table 3-style comparison of shortcut options, plain included
         table = pd.read_csv(out / "shortcuts.csv")
         assert {"A", "B", "C"} <= set(table["shortcut"]) and "plain" in set(table["arch"])
-        assert "p_vs_A" in table.columns
+        assert {"diff", "ci_low", "ci_high", "p", "verdict", "compared_with"} <= set(table.columns)
+        assert set(table["verdict"]) <= {"better", "worse", "no detectable difference", "too few seeds", "reference"}
     if summaries and next(iter(summaries.values()))["dataset"] == "cifar10" and "depth" in sweep:
         table6 = pd.read_csv(out / "table6.csv")  # ours beside He 2015 Table 6, for every net the paper reports
         assert set(table6["net"]) >= {"resnet-20", "resnet-110", "plain-56"}, table6
