@@ -175,7 +175,8 @@ def test_a_task_near_its_time_limit_requeues_itself_and_its_run_goes_on(cluster,
     cluster.run("scancel", "--batch", "--signal=USR1", task, check=True)
     wait_for("the task requeued", lambda: cluster.jobs().get(task, ("",))[0] == "PENDING", cluster, 60)
     cluster.release(task)
-    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster)
+    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster,
+             480)  # a requeued task starts afresh on a busy machine: once seen to take over 240 s in CI
     log = (root / "runs" / study_name / "slurm" / f"{task}.out").read_text()
     assert f"SLURM job {task}: requeued\n" in log and "start 1" in log, log
     assert sorted(complete_points(study_name).values()) == [1]
