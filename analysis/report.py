@@ -116,23 +116,23 @@ def _failed_line(failed: list[tuple[str, str]], shown: int | None = None) -> str
     return f"left out {len(failed)} failed run{'s' * (len(failed) != 1)}: {named}{more}"
 
 
-def marked_runs(runs: pd.DataFrame) -> list[str]:
-    """``RUN: warning; warning`` for every run that ``lab.health`` marked (a loss spike, an end near chance)."""
+def marked_runs(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """(run, its warnings) for every run that ``lab.health`` marked (a loss spike, an end near chance)."""
     marked = runs[runs["warnings"].fillna("").astype(str) != ""]
-    return [f"{run}: {warnings}" for run, warnings in zip(marked["run"], marked["warnings"])]
+    return list(zip(marked["run"], marked["warnings"]))
 
 
-def _marked_sentence(marked: list[str]) -> str:
+def _marked_sentence(marked: list[tuple[str, str]]) -> str:
     """The captions' line on marked runs: they are drawn (they are results), and named."""
     if not marked:
         return ""
-    runs = ", ".join(m.split(": ")[0] for m in marked)
+    runs = ", ".join(run for run, _ in marked)
     return (f" Marked as unstable and drawn all the same ({len(marked)} run{'s' * (len(marked) != 1)}, listed with "
             f"why in the analysis README): {runs}.")
 
 
 def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: list[str] = (),
-            marked: list[str] = ()) -> str:
+            marked: list[tuple[str, str]] = ()) -> str:
     """The analysis folder's front door: every file, what it holds, and its provenance."""
     lines = [f"# Analysis of `{study}`", "", "Written by `lab analyze`; regenerate rather than edit.", "",
              "| files | what they hold |", "| --- | --- |"]
@@ -151,7 +151,7 @@ def _readme(study: str, written: list[Path], notes: dict[str, str], left_out: li
         lines += ["## Marked runs", "",
                   "Still results (drawn and counted), but their training was unstable or they ended near chance "
                   "(lab/health.py says how this is measured); look at their curves before drawing a conclusion:", "",
-                  *[f"- {line}" for line in marked], ""]
+                  *[f"- {run}: {warnings}" for run, warnings in marked], ""]
     if left_out:
         lines += ["## Left out", "", *[f"- {line}" for line in left_out], ""]
     for title, note in notes.items():
@@ -207,7 +207,7 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
     marked = marked_runs(runs)
     if marked:
         print(f"lab analyze: {len(marked)} run{'s' * (len(marked) != 1)} marked as unstable, kept and named in "
-              f"{out / 'README.md'}: {_quote_first(marked, 3)}", file=sys.stderr)
+              f"{out / 'README.md'}: {_quote_first([f'{r}: {w}' for r, w in marked], 3)}", file=sys.stderr)
     captions = {stem: caption + _marked_sentence(marked) for stem, caption in _captions(runs).items()}
     written += _write_figure(out, "degradation", figures.degradation, curves, captions["degradation"], note)
     written += _write_figure(out, "error_vs_depth", figures.error_vs_depth, runs, captions["error_vs_depth"], note)

@@ -91,7 +91,7 @@ def compare(own: pd.Series, reference: pd.Series) -> Comparison:
     if len(own) < MIN_SEEDS or len(reference) < MIN_SEEDS:
         return Comparison(diff, math.nan, math.nan, math.nan, TOO_FEW)
     if own.std() == 0 and reference.std() == 0:  # scipy's t is infinite (or NaN) here: no test to quote
-        return Comparison(diff, diff, diff, math.nan, NO_DIFFERENCE if diff == 0 else (BETTER if diff < 0 else WORSE))
+        return _exact(diff)
     test = stats.ttest_ind(own, reference, equal_var=False)
     ci = test.confidence_interval(1 - ALPHA)
     p = float(test.pvalue)
@@ -104,10 +104,15 @@ def compare_to_value(own: pd.Series, value: float) -> Comparison:
     if math.isnan(value) or len(own) < MIN_SEEDS:
         return Comparison(diff, math.nan, math.nan, math.nan, TOO_FEW if not math.isnan(value) else NO_REFERENCE)
     if own.std() == 0:
-        return Comparison(diff, diff, diff, math.nan, NO_DIFFERENCE if diff == 0 else (BETTER if diff < 0 else WORSE))
+        return _exact(diff)
     test = stats.ttest_1samp(own, value)
     ci = test.confidence_interval(1 - ALPHA)  # of our mean: the difference's is shifted by the paper's number
     return Comparison(diff, float(ci.low) - value, float(ci.high) - value, float(test.pvalue), _verdict(test.pvalue, diff))
+
+
+def _exact(diff: float) -> Comparison:
+    """A difference without spread on either side: exact, so its CI is itself; no p-value to quote."""
+    return Comparison(diff, diff, diff, math.nan, NO_DIFFERENCE if diff == 0 else (BETTER if diff < 0 else WORSE))
 
 
 def _verdict(p: float, diff: float) -> str:
@@ -122,7 +127,8 @@ def shortcuts(runs: pd.DataFrame) -> pd.DataFrame:
     ``verdict``; ``compared_with`` names the reference, whose own verdict is ``reference``). Plain rows are
     compared with option A too (plain vs residual, Table 2).
     """
-    table = means(runs).drop(columns=[c for c in means(runs).columns if c.startswith("val_err")])
+    table = means(runs)
+    table = table.drop(columns=[c for c in table.columns if c.startswith("val_err")])
     rows = []
     for row in table.itertuples():
         ref = runs[(runs["arch"] == "resnet") & (runs["depth"] == row.depth) & (runs["shortcut"] == "A")]

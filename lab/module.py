@@ -168,10 +168,12 @@ class Classifier(pl.LightningModule):
             bad_at = torch.where(torch.isfinite(loss.detach()), NO_ITERATION, self.global_step)
             self._first_bad = torch.minimum(self._first_bad, bad_at)
             self._train_loss = self._train_loss + loss.detach() * len(y)
+            # Copies, not the loss itself: on the CUDA-graph path the next replay overwrites this step's outputs.
             step_loss = loss.detach().float()
-            self._train_loss_max = step_loss if self._train_loss_max is None else torch.maximum(self._train_loss_max, step_loss)
+            self._train_loss_max = (step_loss.clone() if self._train_loss_max is None
+                                    else torch.maximum(self._train_loss_max, step_loss))
             if self.global_step == 0:
-                self._train_loss_initial = step_loss
+                self._train_loss_initial = step_loss.clone()
             self._train_wrong = self._train_wrong + wrong
             self._train_seen += len(y)
             if self.schedule is not None and self.schedule.warming_up_until_err():
