@@ -27,7 +27,7 @@ RECIPE_EXAMPLE = "model: {arch: resnet, depth: 20}"
 # Hostile input is cheap: a recipe or sweep file is a few KB of a few levels; anything far beyond is refused
 # while it is read, before it can cost minutes, gigabytes or a traceback.
 MAX_FILE_BYTES = 1_000_000
-MAX_VALUES = 100_000  # values a YAML document may expand to, counting every alias at its full size
+MAX_VALUES = 10_000  # values a YAML document may expand to, counting every alias at its full size
 MAX_DEPTH = 100  # levels of nesting
 INT_RANGE = (-(2**63), 2**63 - 1)  # integers a field takes (seeds, iterations, sizes)
 
