@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/")
     t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml")
     t.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
+    t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML; train nothing, write nothing")
 
     s = sub.add_parser("sweep", parents=[common], help="run (or resume) the Optuna study of sweeps/NAME.yaml")
     s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study")
@@ -57,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("--dry-run", action="store_true",
                    help="list every trial (run name, parameters, multiply-adds per image) and the total; run nothing")
+    s.add_argument("--print-config", action="store_true",
+                   help="print what every trial would run as YAML (the shared config, each trial's own values); write nothing")
     s.add_argument("--status", action="store_true", help="the study at a glance, from its storage (any machine): "
                    "points done, running (host, SLURM job), failed (why), waiting, and its SLURM jobs still queued")
     s.add_argument("--launcher", choices=("local", "slurm"), default="local",
@@ -120,6 +123,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.config import load_config
 
     config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
+    if args.print_config:
+        from lab.config import config_yaml
+
+        print(f"# {args.config}" + "".join(f" {o}" for o in args.overrides) + f": run {config.run_name}"
+              + (f"; lr x {config.optim.gamma:g} at iterations {config.optim.milestone_steps}" if config.optim.milestones else ""))
+        print(config_yaml(config.to_dict()), end="")
+        return 0
     from lab.records import RunFailed, run_dir_for
     from lab.train import train
 
@@ -148,6 +158,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides["track.runs_dir"] = args.runs_dir
     if args.wandb:
         overrides["track.wandb"] = args.wandb
+    if args.print_config:
+        from lab.spec import resolved_yaml
+
+        print(resolved_yaml(name, spec, recipe, {**overrides, "track.study": name}), end="")
+        return 0
     if args.dry_run:
         from lab.sweep import dry_run
 
@@ -352,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lab ... | head`: the reader has gone; no traceback at exit either (Python's docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

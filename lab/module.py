@@ -39,7 +39,7 @@ class LrSchedule:
     """
 
     def __init__(self, optim: OptimConfig) -> None:
-        self.schedule, self.gamma, self.milestones = optim.schedule, optim.gamma, list(optim.milestones)
+        self.schedule, self.gamma, self.milestones = optim.schedule, optim.gamma, optim.milestone_steps
         self.warmup_steps, self.warmup_until_err = optim.warmup_steps, optim.warmup_until_err
         self.warmup_factor = (optim.warmup_lr or optim.lr) / optim.lr
         self.min_factor = (optim.min_lr or 0.0) / optim.lr
@@ -193,6 +193,8 @@ class Classifier(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.global_step % DIVERGENCE_CHECK_EVERY == 0:
             self.check_finite()
+        if self.global_step >= self.trainer.max_steps:  # Lightning evaluates once more when asked to stop: the
+            self.trainer.should_stop = True  # curves end at max_steps whether or not train.eval_every divides it
 
     def on_validation_start(self) -> None:
         self.check_finite()

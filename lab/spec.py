@@ -160,3 +160,22 @@ def planned_trials(spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any])
 def _plain_name(spec: SweepSpec) -> bool:
     """Whether a run's paper-like name (``resnet-110-B-s0``) tells its trial from every other of the sweep."""
     return not spec.search and set(spec.grid) <= NAMING_KEYS
+
+
+def resolved_yaml(name: str, spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any]) -> str:
+    """``lab sweep NAME --print-config``: what every trial would run, as YAML: the fields all trials share under
+    ``config`` and each trial's own values under ``trials`` (searched values at their lower bounds)."""
+    from dataclasses import asdict
+
+    from lab.config import config_yaml, flat
+
+    trials = planned_trials(spec, recipe, cli)
+    flats = [flat(config) for _, config in trials]
+    varying = [k for k in flats[0] if any(f[k] != flats[0][k] for f in flats)]
+    shared = {section: {k: v for k, v in fields.items() if f"{section}.{k}" not in varying}
+              for section, fields in trials[0][1].to_dict().items()}
+    spec_data = {k: v for k, v in asdict(spec).items() if v not in ({}, [], None)}
+    head = (f"# {name}: {len(trials)} trial{'s' if len(trials) != 1 else ''}; each runs `config` with its own values "
+            f"under `trials`" + ("; searched values at their lower bounds" if spec.search else "") + "\n")
+    return head + config_yaml({"sweep": spec_data, "config": shared,
+                               "trials": [{"run": run, **{k: f[k] for k in varying}} for (run, _), f in zip(trials, flats)]})

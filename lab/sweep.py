@@ -240,7 +240,8 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
         def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
             # After a step that an evaluation follows, stop after the evaluation: a checkpoint saved before it
             # would resume past it, and its row would never be logged.
-            if received and trainer.global_step % config.train.eval_every:
+            evaluation_follows = trainer.global_step % config.train.eval_every == 0 or trainer.global_step >= trainer.max_steps
+            if received and not evaluation_follows:
                 self.stop(trainer, module)
 
         def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

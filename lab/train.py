@@ -122,7 +122,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         precision="32-true" if config.train.precision == "32" else config.train.precision,
         max_steps=config.optim.max_steps,
         max_epochs=-1,
-        val_check_interval=config.train.eval_every,
+        val_check_interval=min(config.train.eval_every, config.optim.max_steps),
         check_val_every_n_epoch=None,  # evaluate every eval_every iterations, across epochs
         num_sanity_val_steps=0,
         logger=loggers,
