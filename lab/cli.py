@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/")
     t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml")
     t.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
+    t.add_argument("--name", help="the run's folder under runs/STUDY/ (default: named like the paper, e.g. resnet-56-s0)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a record of another config in the run's folder (refused without it)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML; train nothing, write nothing")
 
     s = sub.add_parser("sweep", parents=[common], help="run (or resume) the Optuna study of sweeps/NAME.yaml")
@@ -120,28 +123,32 @@ def _default_workers(spec, recipe, overrides: dict) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lab.config import load_config
+    from lab.config import ConfigError, load_config
 
     config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
+    if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):
+        raise ConfigError(f"--name: {args.name!r} is not a folder name (e.g. --name resnet-56-lr0.05)")
     if args.print_config:
         from lab.config import config_yaml
 
-        print(f"# {args.config}" + "".join(f" {o}" for o in args.overrides) + f": run {config.run_name}"
+        print(f"# {args.config}" + "".join(f" {o}" for o in args.overrides) + f": run {args.name or config.run_name}"
               + (f"; lr x {config.optim.gamma:g} at iterations {config.optim.milestone_steps}" if config.optim.milestones else ""))
         print(config_yaml(config.to_dict()), end="")
         return 0
-    from lab.records import RunFailed, run_dir_for
+    from lab.records import RunFailed, RunRecord, run_dir_for
     from lab.train import train
 
+    run_dir = run_dir_for(config, args.name)
+    already = RunRecord(run_dir).finished(config) is not None
     try:
-        summary = train(config)
+        summary = train(config, args.name, overwrite=args.overwrite)
     except RunFailed as e:  # the run's own result (it diverged): one line, not a traceback
         print(f"lab train: {e}; record: {e.run_dir}", file=sys.stderr)
         return 1
     print(
         f"{summary['run']}: train_err {summary['train_err']:.2f}%, val_err {summary['val_err']:.2f}%, "
-        f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations ({summary['wall_s']:.0f}s); "
-        f"record: {run_dir_for(config, summary['run'])}"
+        f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations "
+        f"({'already finished' if already else format(summary['wall_s'], '.0f') + 's'}); record: {run_dir}"
     )
     for warning in summary.get("warnings", []):  # still a result, but not one to trust without a look (lab.health)
         print(f"lab train: {summary['run']} WARNING: {warning}", file=sys.stderr)

@@ -356,6 +356,28 @@ class RunRecord:
         summary = self.summary()
         return summary if summary is not None and same_config(summary["config"], config) else None
 
+    def other_config(self, config: Config) -> dict[str, tuple[Any, Any]] | None:
+        """The fields (dotted: (recorded, ``config``'s)) in which the run recorded here differs from ``config``; None
+        when the folder holds no readable record of another config (none, this config's, or only damaged files)."""
+        from lab.config import ConfigError, flat, make_config
+
+        recorded = None
+        for read in (lambda: self.summary()["config"], lambda: read_json(self.failure_path)["config"], self.read_config):
+            try:
+                recorded = read()
+            except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):  # missing or damaged: the next one
+                continue
+            if isinstance(recorded, dict):
+                break
+        if not isinstance(recorded, dict) or same_config(recorded, config):
+            return None
+        try:
+            there = flat(make_config(recorded))
+        except (ConfigError, TypeError):  # written by a lab that allowed what this one refuses: compared as written
+            there = flat(recorded)
+        here = flat(config)
+        return {k: (there.get(k), here.get(k)) for k in {**there, **here} if there.get(k) != here.get(k)}
+
     def set_aside_damaged_summary(self) -> str | None:
         """Set a damaged ``summary.json`` aside; the line to say so (how the run goes on is added), or None."""
         path = self.summary_path

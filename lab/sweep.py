@@ -197,10 +197,15 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     from lab.records import RunFailed
 
     try:
-        train(config, run_name, callbacks=callbacks)
+        # the study owns its run folders: a point runs again only when no trial of the study finished it (a run
+        # that failed with another config, `lab sweep NAME optim.lr=1e30` then the fixed command, is replaced)
+        train(config, run_name, callbacks=callbacks, overwrite=True)
     except RunFailed as e:  # the run's own result (it diverged): one line in its log, not a traceback
         print(f"[lab sweep] {e}; record: {e.run_dir}", flush=True)
         sys.exit(1)
+    except ConfigError as e:  # e.g. its run folder holds a record of another config: one line, not a traceback
+        print(f"[lab sweep] {run_name}: {e}", flush=True)
+        sys.exit(2)
     except BaseException as e:
         if not any(disk_full(x) for x in _chain(e)):
             raise

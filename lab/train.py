@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 
 from lab import nets
 from lab.health import run_warnings
-from lab.config import Config, ConfigError
+from lab.config import Config, ConfigError, quote
 from lab.module import Classifier, Diverged, make_datamodule
 from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for, write_atomic_with
 from lab.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
@@ -74,12 +74,14 @@ class RecordCheckpoint(pl.Callback):
         self.before_s = state["elapsed_s"]
 
 
-def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = ()) -> dict[str, Any]:
+def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = (),
+          overwrite: bool = False) -> dict[str, Any]:
     """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock).
 
     A finished run of the same config is returned as it is; an unfinished one (a killed worker)
-    resumes from its last checkpoint; anything else in the run folder is replaced. Damaged record files
-    are set aside (one line on stderr each) and the run goes on without them.
+    resumes from its last checkpoint. A run folder holds one config: a record of another config there is
+    refused (``ConfigError``, naming the fields that differ; nothing of it changes) unless ``overwrite``, which
+    replaces it. Damaged record files are set aside (one line on stderr each) and the run goes on without them.
 
     Raises ``RunFailed`` when the training loss becomes NaN or infinite, after writing ``failure.json``
     (``lab.records.RunRecord.failure`` reads its reason); no summary is written. A later call starts afresh.
@@ -90,6 +92,12 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     done = files.finished(config)
     if done is not None:
         return done
+    differ = files.other_config(config)
+    if differ and not overwrite:
+        shown = "; ".join(f"{k}: {quote(there, 40)} there, {quote(here, 40)} here" for k, (there, here) in sorted(differ.items())[:4])
+        more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise ConfigError(f"{run_dir} holds a run of another config ({shown}{more}); to keep both, give this one "
+                          f"another track.study=NAME or --name NAME; to replace it, --overwrite")
     damaged_summary = files.set_aside_damaged_summary()
     resume = files.resume_point(config, name)
     if damaged_summary is not None:

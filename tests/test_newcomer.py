@@ -67,3 +67,41 @@ def test_sweep_print_config_shows_every_trial_and_writes_nothing(tmp_path):
     assert rebuilt == flat(make_config(TINY_RECIPE, {"model.arch": "resnet", "train.seed": 1, "optim.max_steps": 20,
                                                      "track.study": "tiny"}))
     assert not (root / "runs").exists()
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_with_another_config_leaves_the_first_record_as_it_was(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    first = lab("train", "tiny.yaml", cwd=tmp_path)  # W&B offline: its files are part of the record
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "runs/adhoc/resnet-8-s0"
+    before = _snapshot(run)
+    assert any(p.parts[0] == "wandb" for p in before)
+    again = lab("train", "tiny.yaml", "optim.lr=0.05", cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr == ("lab train: error: runs/adhoc/resnet-8-s0 holds a run of another config (optim.lr: 0.1 there, "
+                            "0.05 here); to keep both, give this one another track.study=NAME or --name NAME; to replace "
+                            "it, --overwrite\n")
+    assert again.stdout == ""
+    assert _snapshot(run) == before  # byte for byte
+    same = lab("train", "tiny.yaml", cwd=tmp_path)  # the same config: its result, not trained again
+    assert same.returncode == 0 and "after 10 iterations (already finished); record: runs/adhoc/resnet-8-s0" in same.stdout
+    assert _snapshot(run) == before
+    named = lab("train", "tiny.yaml", "optim.lr=0.05", "--name", "resnet-8-lr0.05", "track.wandb=disabled", cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    assert "record: runs/adhoc/resnet-8-lr0.05" in named.stdout
+    assert _snapshot(run) == before
+    replaced = lab("train", "tiny.yaml", "optim.lr=0.05", "--overwrite", "track.wandb=disabled", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".."])
+def test_train_refuses_a_name_that_is_not_a_folder(tmp_path, name):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    result = lab("train", "tiny.yaml", "--name", name, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith(f"lab train: error: --name: {name!r} is not a folder name")
+    assert not (tmp_path / "runs").exists()

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from lab.config import make_config
+from lab.config import ConfigError, make_config
 from lab.tracking import wandb_mode
 from lab.records import run_dir_for
 from lab.train import train
@@ -28,7 +28,7 @@ def test_train_writes_a_complete_run_record_and_an_offline_wandb_run(tmp_path):
     assert len(offline) == 1, "the W&B run is written offline beside the record, ready for `wandb sync`"
 
 
-def test_finished_run_is_not_trained_again_but_a_changed_config_is(tmp_path):
+def test_finished_run_is_not_trained_again_and_a_changed_config_replaces_it_only_when_asked(tmp_path):
     cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"})
     first = train(cfg)
     path = run_dir_for(cfg) / "summary.json"
@@ -36,7 +36,10 @@ def test_finished_run_is_not_trained_again_but_a_changed_config_is(tmp_path):
     assert train(cfg) == first and path.stat().st_mtime_ns == stamp
     assert not (run_dir_for(cfg) / "wandb").exists()
     changed = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled", "optim.lr": 0.05})
-    assert train(changed)["config"]["optim"]["lr"] == 0.05
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(optim.lr: 0.1 there, 0.05 here\)"):
+        train(changed)
+    assert path.stat().st_mtime_ns == stamp
+    assert train(changed, overwrite=True)["config"]["optim"]["lr"] == 0.05
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_exactly(tmp_path, monkeypatch):
