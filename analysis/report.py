@@ -109,11 +109,12 @@ def _stem(path: Path) -> str:
     return path.name.split(".")[0].removesuffix("-1col").removesuffix("-2col")
 
 
-def _failed_line(failed: list[tuple[str, str]], shown: int | None = None) -> str:
-    """``left out 2 failed runs: RUN (diverged at iteration 37), ...``: every one of them, or the first ``shown``."""
+def _failed_line(failed: list[tuple[str, str]], shown: int | None = None, kind: str = "failed") -> str:
+    """``left out 2 failed runs: RUN (diverged at iteration 37), ...``: every one of them, or the first ``shown``
+    (``kind``: failed, or pruned: stopped early by a sweep's pruner)."""
     named = ", ".join(f"{r} ({why})" for r, why in failed[:shown])
     more = f", and {len(failed) - shown} more" if shown is not None and len(failed) > shown else ""
-    return f"left out {len(failed)} failed run{'s' * (len(failed) != 1)}: {named}{more}"
+    return f"left out {len(failed)} {kind} run{'s' * (len(failed) != 1)}: {named}{more}"
 
 
 def marked_runs(runs: pd.DataFrame) -> list[tuple[str, str]]:
@@ -163,7 +164,8 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
                  responses_log_y: bool | None = None) -> list[Path]:
     """Write every table and figure of ``study`` into ``out``; returns the paths written.
 
-    Failed runs (``failure.json``, no summary) are left out and counted in the README and provenance. A record
+    Failed runs (``failure.json``, no summary) and runs a sweep's pruner stopped (``pruned.json``) are left out
+    and counted in the README and provenance. A record
     that cannot be read, or a complete trial of the study (``storage``, see ``read_study``) without its run,
     raises ``RecordProblems`` before anything is written; with ``partial`` the report is written from the
     runs that are there, and the README says what was left out.
@@ -181,6 +183,10 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         left_out.append(_failed_line(found.failed))
         extra += "\n" + _failed_line(found.failed)
         print(f"lab analyze: {_failed_line(found.failed, shown=3)}", file=sys.stderr)  # one line, however many
+    if found.pruned:  # stopped early on purpose: not results, and not failures either
+        left_out.append(_failed_line(found.pruned, kind="pruned"))
+        extra += "\n" + _failed_line(found.pruned, kind="pruned")
+        print(f"lab analyze: {_failed_line(found.pruned, shown=3, kind='pruned')}", file=sys.stderr)
     if found.problems:
         left_out += [f"left out (--partial): {p}" for p in found.problems]
         extra += (f"\nanalysed with --partial: left out {len(found.problems)} problem"

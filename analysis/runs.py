@@ -39,6 +39,7 @@ class Study:
     runs: pd.DataFrame  # one row per finished run with a readable summary
     curves: pd.DataFrame  # one row per readable evaluation of those runs
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, reason): failure.json and no summary
+    pruned: list[tuple[str, str]] = field(default_factory=list)  # (run, where and why): pruned.json and no summary
     problems: list[str] = field(default_factory=list)  # "RUN: what is wrong with which file"
 
 
@@ -72,6 +73,14 @@ def _history(record: RunRecord, run: str, problems: list[str]) -> list[dict]:
 
 def _failure(record: RunRecord) -> str:
     return record.failure() or f"reason unknown: {record.failure_path} does not say"
+
+
+def _pruning(record: RunRecord) -> str:
+    """``by the median pruner at iteration 80, val_err 45.20``: where a sweep's pruner stopped the run, and why."""
+    pruned = record.pruned()
+    if pruned is None:
+        return f"where unknown: {record.pruned_path} does not say"
+    return f"by the {pruned['pruner']} pruner at iteration {pruned['iteration']:g}, {pruned['metric']} {pruned['value']:.2f}"
 
 
 @dataclass
@@ -160,7 +169,8 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     curves["iteration"] = curves["iteration"].round().astype(int)  # logged as a float by Lightning
     named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
     failed_runs = [(r.dir.name, _failure(r)) for r in failed if not r.has_summary() and r.dir.name not in named]
-    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, problems)
+    pruned = [(r.dir.name, _pruning(r)) for r in RunRecord.pruned_under(study_dir) if not r.has_summary()]
+    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, pruned, problems)
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:

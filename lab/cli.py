@@ -211,7 +211,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     print(
         f"[{name}] finished in {time.perf_counter() - start:.0f}s: {counts['done']}/{spec.total} done, "
-        f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
+        + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
+        + f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
         + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
     )
     if any(sweep.study_dir.glob("*/wandb/offline-run-*")):

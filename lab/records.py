@@ -3,7 +3,8 @@
 ``runs_dir/study/run-name/`` holds ``config.yaml`` (resolved), ``metrics.jsonl`` (every evaluation),
 ``last.ckpt`` (after every evaluation, then at the end), ``wandb-id`` (a resumed run continues its W&B run) and,
 written last and atomically, ``summary.json``: a run is finished exactly when its summary exists. A run that failed
-for a reason of its own (it diverged) has ``failure.json`` instead, and no summary.
+for a reason of its own (it diverged) has ``failure.json`` instead, and no summary; one that a sweep's pruner
+stopped early has ``pruned.json``, and no summary.
 A damaged file found when a run is trained again is renamed ``NAME.damaged`` (kept for inspection) and not read again.
 
 ``RunRecord(run_dir)`` reads and writes one run's files; training (``lab.train``, ``lab.tracking``), sweeps and
@@ -32,6 +33,9 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE = "config.yaml", "metri
 FAILURE_FILE = "failure.json"  # {"run", "reason", "iteration", "config", "finished"}: why a run stopped without a result
 DAMAGED_SUFFIX = ".damaged"  # a damaged record file set aside: last.ckpt.damaged, summary.json.damaged, ...
 WANDB_ID_FILE = "wandb-id"  # a resumed run continues the same W&B run
+# {"run", "iteration", "metric", "value", "pruner", "config", "finished"}: a sweep's pruner stopped the run there;
+# its checkpoint and metrics up to then are kept (``lab train`` with its config finishes it, and removes this file)
+PRUNED_FILE = "pruned.json"
 
 # The metrics of a run, named once. Errors are percentages; each is the last evaluation's in the summary.
 ERRORS = ("train_err", "val_err", "test_err")
@@ -169,6 +173,7 @@ class RunRecord:
         self.summary_path = self.dir / SUMMARY_FILE
         self.failure_path = self.dir / FAILURE_FILE
         self.wandb_id_path = self.dir / WANDB_ID_FILE
+        self.pruned_path = self.dir / PRUNED_FILE
 
     def __repr__(self) -> str:
         return f"RunRecord({str(self.dir)!r})"
@@ -177,6 +182,11 @@ class RunRecord:
     def finished_under(cls, study_dir: Path) -> list[RunRecord]:
         """The records under ``study_dir`` that have a summary (readable or not), by run name."""
         return [cls(p.parent) for p in sorted(Path(study_dir).glob(f"*/{SUMMARY_FILE}"))]
+
+    @classmethod
+    def pruned_under(cls, study_dir: Path) -> list[RunRecord]:
+        """The records under ``study_dir`` that a sweep's pruner stopped (a pruned file), by run name."""
+        return [cls(p.parent) for p in sorted(Path(study_dir).glob(f"*/{PRUNED_FILE}"))]
 
     @classmethod
     def failed_under(cls, study_dir: Path) -> list[RunRecord]:
@@ -433,6 +443,30 @@ class RunRecord:
             "config": config.to_dict(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+
+    # pruned.json
+
+    def write_pruned(self, run: str, iteration: int, metric: str, value: float, pruner: str, config: Config) -> None:
+        write_json_atomic(self.pruned_path, {
+            "run": run,
+            "iteration": iteration,
+            "metric": metric,
+            "value": value,
+            "pruner": pruner,
+            "config": config.to_dict(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+
+    def pruned(self) -> dict[str, Any] | None:
+        """What ``pruned.json`` says (iteration, metric, value, pruner); None without one or with an unreadable one."""
+        try:
+            data = read_json(self.pruned_path)
+        except (OSError, ValueError):
+            return None
+        if not (isinstance(data, dict) and _is_number(data.get("iteration")) and _is_number(data.get("value"))
+                and isinstance(data.get("metric"), str) and isinstance(data.get("pruner"), str)):
+            return None
+        return data
 
     def failure(self) -> str | None:
         """Why the run failed (``failure.json``'s reason, e.g. "diverged at iteration 37"); None if it did not

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import ConfigError, from_dict, make_config, quote, read_yaml
+from lab.config import ConfigError, _key, from_dict, make_config, quote, read_yaml
 from lab.records import SUMMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METRICS = SUMMARY_METRICS  # a sweep selects any metric of a run's summary (named in lab.records)
 NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
+PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner"}  # pruner: NAME -> Optuna's
 
 
 @dataclass
@@ -35,6 +36,9 @@ class SweepSpec:
     search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
     n_trials: int | None = None  # budget of a search without a grid
     sampler_seed: int = 0
+    # Optuna's pruner, told the metric at every evaluation: none (the default: a depth study runs every net to
+    # the end), median or hyperband, by name or as {name: median, n_startup_trials: 5, n_warmup_steps: 60}
+    pruner: Any = "none"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -67,12 +71,39 @@ class SweepSpec:
                 raise ConfigError(f"when[{i}]: expected {{match: {{GRID_KEY: VALUE}}, set: {{SECTION.FIELD: VALUE}}}} setting no grid key")
             if any(str(k).startswith("track.") for k in rule["set"]):
                 raise ConfigError(f"when[{i}].set: track.* says where records go, the same for every trial of a study")
+        self.make_pruner()  # an unknown name or argument is refused here, before anything runs
         if not self.grid and not self.search:
             raise ConfigError("nothing varies: give a grid (e.g. grid: {model.depth: [20, 56]}) or a search")
         if self.grid and self.n_trials is not None:
             raise ConfigError("n_trials: a grid runs each of its points once; n_trials is only for a search without a grid")
         if self.search and not self.grid and not (self.n_trials and self.n_trials > 0):
             raise ConfigError("n_trials: a search without a grid needs a budget, e.g. n_trials: 20")
+
+    @property
+    def pruner_name(self) -> str:
+        return self.pruner.get("name") if isinstance(self.pruner, dict) else self.pruner
+
+    def make_pruner(self) -> Any:
+        """The Optuna pruner the spec names, with its arguments."""
+        import optuna
+
+        name = self.pruner_name
+        if not isinstance(name, str) or name not in PRUNERS:
+            raise ConfigError(f"pruner: {quote(name)} is not one of {', '.join(PRUNERS)} "
+                              "(e.g. pruner: median, or pruner: {name: median, n_warmup_steps: 60})")
+        import inspect
+
+        args = {k: v for k, v in self.pruner.items() if k != "name"} if isinstance(self.pruner, dict) else {}
+        cls = getattr(optuna.pruners, PRUNERS[name])
+        known = [k for k in inspect.signature(cls).parameters]
+        unknown = [k for k in args if k not in known]
+        if unknown:
+            raise ConfigError(f"pruner.{_key(unknown[0])}: not an argument of Optuna's {cls.__name__} "
+                              f"(known: {', '.join(known) or 'none'})")
+        try:
+            return cls(**args)
+        except (TypeError, ValueError) as e:  # an unknown argument, a value Optuna refuses
+            raise ConfigError(f"pruner: {name}: {e}") from None
 
     def grid_points(self) -> list[dict[str, Any]]:
         keys = list(self.grid)

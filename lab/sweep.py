@@ -17,6 +17,9 @@ a trial goes through these states there (user attributes in capitals are the con
   point is queued again and the new trial resumes the run from its checkpoint); the task was preempted or
   reached its time limit (``release``: the point is queued again at once with the same parameters and run
   name, ``CONTINUES`` naming the trial it continues, so the run resumes from its checkpoint).
+- **PRUNED** with ``PRUNED_AT``: the spec's ``pruner`` stopped the run at that iteration (``_run`` tells Optuna
+  the metric at every evaluation, ``trial.report``, and asks ``trial.should_prune``); the run folder says so in
+  ``pruned.json``. Its point is taken, like a complete one's: it does not run again.
 - **PRUNED** with ``SKIPPED``: the point was already held by another trial (two machines enqueueing at
   once: of two unfinished trials of one point the higher number steps aside), or is no longer in the grid.
 
@@ -72,7 +75,8 @@ RUN = "run"  # the run's name, e.g. resnet-56-s0; a continued trial inherits it
 RECORD = "record"  # the run folder's absolute path
 FAILURE = "failure"  # why it failed
 WARNINGS = "warnings"  # a finished run's warnings (lab.health): a loss spike, an end near chance
-SKIPPED = "skipped"  # why it was pruned
+SKIPPED = "skipped"  # why it was pruned without running
+PRUNED_AT = "pruned_at"  # the iteration at which the spec's pruner stopped its run
 CONTINUES = "continues"  # the number of the preempted trial whose run this one continues
 N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the trial's parameters)
 # The study's user attributes:
@@ -279,6 +283,53 @@ class Claim:
     trial: Any
     config: Any
     run_name: str
+    pruned: tuple[int, float] | None = None  # (iteration, value) at which the pruner stopped it
+    pruned_s: float = 0.0  # when (time.time()): a trial process that outlives SIGTERM long is killed
+
+
+PRUNED_KILL_AFTER_S = 30  # a pruned trial's process has this long to end after SIGTERM
+
+
+class Reporter:
+    """Tells Optuna a running trial's metric at every evaluation (``trial.report(value, iteration)``), as its
+    ``metrics.jsonl`` gains rows: Optuna's intermediate values, what its pruners and plots read."""
+
+    def __init__(self, trial: Any, run_dir: Path, metric: str) -> None:
+        from lab.records import RunRecord
+
+        self.trial, self.record, self.metric = trial, RunRecord(run_dir), metric
+        self.reported: dict[int, float] = {}  # iteration -> value
+        self.seen: tuple | None = None
+
+    def poll(self) -> bool:
+        """Report the rows not reported yet; whether there were any."""
+        from lab.records import BEST_VAL_ERR
+
+        try:
+            stat = self.record.metrics_path.stat()
+        except OSError:
+            return False
+        if (stat.st_ino, stat.st_size, stat.st_mtime_ns) == self.seen:
+            return False
+        self.seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        rows, _ = self.record.history()  # a line torn by a crash is left out; its evaluation is logged again
+        best, new = float("inf"), False
+        for row in sorted(rows, key=lambda r: r["iteration"]):
+            if self.metric == BEST_VAL_ERR and "val_err" in row:
+                best = min(best, row["val_err"])
+            value = best if self.metric == BEST_VAL_ERR and "val_err" in row else row.get(self.metric)
+            step = int(row["iteration"])
+            if value is None or step in self.reported:
+                continue
+            self.trial.report(float(value), step)
+            self.reported[step] = float(value)
+            new = True
+        return new
+
+    @property
+    def last(self) -> tuple[int, float]:
+        step = max(self.reported)
+        return step, self.reported[step]
 
 
 class SweepStopped(RuntimeError):
@@ -316,11 +367,14 @@ class Sweep:
                 study_name=name,
                 storage=opened,
                 sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+                pruner=spec.make_pruner(),
                 direction=spec.direction,
                 load_if_exists=True,
             )
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
+        if self.study.metric_names != [spec.metric]:  # what optuna-dashboard and Optuna's plots call the objective
+            self.study.set_metric_names([spec.metric])
         self.storage_kind = "database" if storage and "://" in storage else "journal file"
         self.lost: set[int] = set()  # trial numbers of complete trials whose record is gone (_check_records)
         self._check_same_base()
@@ -332,6 +386,7 @@ class Sweep:
         self.failed = 0
         self.errors: list[Exception] = []
         self.stopping = False
+        self.pruning = spec.pruner_name != "none"
         self.gpus = packing.GpuSlots(packing.visible_gpus())  # several trials per GPU, spread across GPUs
         self.threads_per_trial = packing.threads_per_trial(workers)
         self.mp = multiprocessing.get_context("forkserver")
@@ -393,6 +448,18 @@ class Sweep:
     def _trials(self, *states: Any) -> list[Any]:
         """The study's trials in ``states``; complete ones whose run record was lost do not count."""
         return [t for t in self.study.get_trials(deepcopy=False, states=states or None) if t.number not in self.lost]
+
+    def _pruned(self) -> list[Any]:
+        """Trials whose run the spec's pruner stopped: their points are taken, as complete ones' are."""
+        from optuna.trial import TrialState
+
+        return [t for t in self._trials(TrialState.PRUNED) if PRUNED_AT in t.user_attrs]
+
+    def _ended(self) -> list[Any]:
+        """Trials whose point is taken for good: complete, or pruned by the spec's pruner."""
+        from optuna.trial import TrialState
+
+        return self._trials(TrialState.COMPLETE) + self._pruned()
 
     def _check_records(self) -> None:
         """Find complete trials whose run record is gone or damaged, so that their points run again.
@@ -461,7 +528,7 @@ class Sweep:
 
         active = {
             _grid_key(t.user_attrs[GRID])
-            for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            for t in self._trials(TrialState.RUNNING, TrialState.WAITING) + self._ended()
             if GRID in t.user_attrs
         }
         missing = [p for p in self.spec.grid_points() if _grid_key(p) not in active]
@@ -476,9 +543,11 @@ class Sweep:
         from optuna.trial import TrialState
 
         done = len(self._done_keys()) if self.spec.grid else len(self._trials(TrialState.COMPLETE))
+        pruned = len({_grid_key(t.user_attrs.get(GRID, {})) for t in self._pruned()} - self._done_keys()) if self.spec.grid \
+            else len(self._pruned())
         running = len(self._trials(TrialState.RUNNING))
-        remaining = max(0, self.spec.total - done - running - self.failed)
-        return {"done": done, "running": running, "failed": self.failed, "remaining": remaining}
+        remaining = max(0, self.spec.total - done - pruned - running - self.failed)
+        return {"done": done, "pruned": pruned, "running": running, "failed": self.failed, "remaining": remaining}
 
     def _done_keys(self) -> set[str]:
         from optuna.trial import TrialState
@@ -494,9 +563,9 @@ class Sweep:
         from optuna.trial import TrialState
 
         key = _grid_key(point)
-        for t in self._trials(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+        for t in self._trials(TrialState.RUNNING, TrialState.WAITING) + self._ended():
             if t.number != trial.number and _grid_key(t.user_attrs.get(GRID, {})) == key:
-                if t.state == TrialState.COMPLETE or t.number < trial.number:
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.number < trial.number:
                     return t.number
         return None
 
@@ -509,7 +578,7 @@ class Sweep:
             return False
         if self.spec.grid:
             return bool(self._trials(TrialState.WAITING))
-        taken = len(self._trials(TrialState.COMPLETE, TrialState.RUNNING))
+        taken = len(self._trials(TrialState.RUNNING) + self._ended())
         return taken < self.spec.n_trials and self.failed < self.spec.n_trials
 
     def _claim(self) -> Claim | None:
@@ -583,19 +652,33 @@ class Sweep:
                 proc.start()
                 self.processes[claim.trial.number] = (proc, claim.trial)
             last_beat = time.time()
+            reporter = Reporter(claim.trial, run_dir_for(claim.config, claim.run_name), self.spec.metric)
             while proc.is_alive():
                 proc.join(timeout=1)
-                if time.time() - last_beat > HEARTBEAT_S:
-                    with self.lock:
+                with self.lock:
+                    if reporter.poll() and self.pruning and claim.pruned is None and claim.trial.should_prune():
+                        claim.pruned, claim.pruned_s = reporter.last, time.time()
+                        proc.terminate()  # the run keeps its record up to its last evaluation's checkpoint
+                    if time.time() - last_beat > HEARTBEAT_S:
                         claim.trial.set_user_attr(HEARTBEAT, time.time())
-                    last_beat = time.time()
+                        last_beat = time.time()
+                if claim.pruned is not None and time.time() - claim.pruned_s > PRUNED_KILL_AFTER_S:
+                    proc.kill()
+            if claim.pruned is None:  # pruned: Optuna holds the values up to the pruner's decision, as its users expect
+                with self.lock:
+                    reporter.poll()  # the last evaluations, written just before the process ended
         finally:
             self.gpus.give_back(gpu, claim.config)
         self.processes.pop(claim.trial.number, None)
         # The summary, written last and atomically, is what makes a run finished: a process that
         # dies while shutting down after writing it (W&B's service, say) has still finished its run.
         summary = finished_summary(run_dir_for(claim.config, claim.run_name), claim.config)
-        if proc.exitcode != 0:
+        if claim.pruned is not None and summary is None:
+            step, value = claim.pruned
+            with open(log, "a") as f:
+                f.write(f"\n[lab sweep] pruned at iteration {step} ({self.spec.metric} {value:.2f}) by the "
+                        f"{self.spec.pruner_name} pruner\n")
+        elif proc.exitcode != 0:
             try:
                 with open(log, "a") as f:
                     f.write(f"\n[lab sweep] trial process ended with exit code {proc.exitcode}"
@@ -611,13 +694,20 @@ class Sweep:
     def _finish(self, claim: Claim, summary: dict[str, Any] | None) -> None:
         from optuna.trial import TrialState
 
-        from lab.records import read_failure, run_dir_for
+        from lab.records import RunRecord, read_failure, run_dir_for
 
         with self.lock:
             trial = claim.trial
             if self.claims.pop(trial.number, None) is None:  # released meanwhile (a SLURM signal)
                 return
-            if summary is None:
+            if summary is None and claim.pruned is not None:
+                step, value = claim.pruned
+                RunRecord(run_dir_for(claim.config, claim.run_name)).write_pruned(
+                    claim.run_name, step, self.spec.metric, value, self.spec.pruner_name, claim.config)
+                trial.set_user_attr(PRUNED_AT, step)
+                self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+                note = f"{claim.run_name} pruned at iteration {step}: {self.spec.metric} {value:.2f} ({self.spec.pruner_name} pruner)"
+            elif summary is None:
                 self.failed += 1
                 log = self.log_dir / f"{claim.run_name}.log"
                 reason = read_failure(run_dir_for(claim.config, claim.run_name))  # e.g. "diverged at iteration 37"
@@ -642,7 +732,9 @@ class Sweep:
 
     def progress(self, note: str = "") -> None:
         c = self.counts()
-        line = f"[{self.name}] {c['done']}/{self.spec.total} done, {c['running']} running, {c['failed']} failed, {c['remaining']} remaining"
+        pruned = f", {c['pruned']} pruned" if c["pruned"] else ""
+        line = (f"[{self.name}] {c['done']}/{self.spec.total} done{pruned}, {c['running']} running, {c['failed']} failed, "
+                f"{c['remaining']} remaining")
         print(line + (f" | {note}" if note else ""), file=self.out, flush=True)
 
     def _worker(self) -> None:
@@ -802,10 +894,15 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
         units = [(names[key], ts) for key, ts in by_point.items()]
     else:
         units = [(t.user_attrs.get(RUN, f"trial {t.number}"), [t]) for t in trials]
-    counts = {"done": 0, "running": 0, "failed": 0, "waiting": 0}
+    counts = {"done": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
     for run, ts in units:
         states = {t.state for t in ts}
-        if TrialState.COMPLETE in states:
+        pruned = [t for t in ts if t.state == TrialState.PRUNED and PRUNED_AT in t.user_attrs]
+        if TrialState.COMPLETE not in states and pruned:
+            counts["pruned"] += 1
+            rows.append(f"  pruned   {pruned[0].user_attrs.get(RUN, run)}: trial {pruned[0].number} at iteration "
+                        f"{pruned[0].user_attrs[PRUNED_AT]}")
+        elif TrialState.COMPLETE in states:
             counts["done"] += 1
             for t in (t for t in ts if t.state == TrialState.COMPLETE and t.user_attrs.get(WARNINGS)):
                 rows.append(f"  marked   {t.user_attrs.get(RUN, run)}: trial {t.number}: {'; '.join(t.user_attrs[WARNINGS])}")
@@ -828,13 +925,14 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
                 counts["failed"] += 1
                 rows.append(f"  failed   {last.user_attrs.get(RUN, run)}: trial {last.number}: {last.user_attrs.get(FAILURE, '?')}")
             elif spec.grid:
-                counts["waiting"] += 1  # pruned, or handed on: the next coordinator queues the point again
+                counts["waiting"] += 1  # skipped, or handed on: the next coordinator queues the point again
     if not spec.grid:
-        counts["waiting"] = max(0, spec.n_trials - counts["done"] - counts["running"])
+        counts["waiting"] = max(0, spec.n_trials - counts["done"] - counts["pruned"] - counts["running"])
     total = spec.total
     marked = sum(row.startswith("  marked") for row in rows)
+    pruned_text = f", {counts['pruned']} pruned" if counts["pruned"] else ""
     print(f"[{name}] {_plural(total, 'point' if spec.grid else 'trial')}: {counts['done']} done"
-          f"{f' ({marked} marked)' if marked else ''}, {counts['running']} running, "
+          f"{f' ({marked} marked)' if marked else ''}{pruned_text}, {counts['running']} running, "
           f"{counts['failed']} failed, {counts['waiting']} waiting", file=out)
     for row in rows:
         print(row, file=out)

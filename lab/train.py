@@ -103,6 +103,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     if damaged_summary is not None:
         how = f"resuming {name} from its checkpoint of iteration {resume[0]}" if resume else f"training {name} again"
         note(f"{damaged_summary}; {how}")
+    files.pruned_path.unlink(missing_ok=True)  # a pruned run trained on purpose: no longer stopped early
     if resume is None:
         files.clear()
         files.write_config(config)

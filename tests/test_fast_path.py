@@ -72,18 +72,18 @@ def deviation(losses: list[float], reference: list[float]) -> list[float]:
 
 
 @pytest.mark.slow
-def test_a_compiled_step_follows_the_eager_loss_trajectory(tmp_path, eager, compiled):
+def test_a_compiled_step_follows_the_eager_loss_trajectory(eager, compiled):
     (_, eager_summary, eager_losses), (cfg, summary, losses) = eager, compiled
     assert len(losses) == len(eager_losses) == STEPS
     # The same function of the same weights and batches: equal to float rounding (fp32: ~1e-7) while rounding
     # differences are still small (measured 2026-12-02, torch 2.14.1 on 2 cores: 0 to 1e-7 over the first 8 steps) ...
     assert max(deviation(losses[:8], eager_losses[:8])) < 1e-5
-    # ... after which SGD at lr 0.1 amplifies them (a tiny net on 8x8 digits is chaotic: from iteration 9 on a
-    # difference of 1e-7 grows to 1e-3 and more). The yardstick is eager itself with lr changed by one part in a
-    # million (measured: eager nudged departs by up to 2.1e-2, compiled by up to 7.1e-2, at the same iterations); a
-    # different function (a missing term, another batch) is off at the first steps already, and by far more.
-    _, _, nudged = trained(tmp_path, **{"optim.lr": RECIPE["optim"]["lr"] * (1 + 1e-6)})
-    assert max(deviation(losses, eager_losses)) <= 5 * max(deviation(nudged, eager_losses)) + 1e-4
+    # ... after which SGD at lr 0.1 amplifies them: a tiny net on 8x8 digits is chaotic, and from iteration 9 on a
+    # difference of 1e-7 grows to 1e-3 and more. So does eager's own trajectory with lr changed by one part in a
+    # million (measured: it departs by up to 2.1e-2; compiled by 7.1e-2 in one run, 7.7e-2 in another): past the
+    # first steps no pointwise bound separates the two, and none is asserted. A different function (a missing
+    # term, another batch) is off at the first steps already, by far more than 1e-5; where training ends is held
+    # to eager's below.
     assert summary["train_err"] == pytest.approx(eager_summary["train_err"], abs=5)
     assert summary["config"]["train"]["compile"] is True
 
