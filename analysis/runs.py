@@ -174,9 +174,20 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:
+    """Nothing to analyze: what to do about it, suggesting only what exists (a study folder, a sweep)."""
+    from lab.spec import close_names, did_you_mean, known_sweeps
+
     study_dir = Path(runs_dir) / study
     also = f" ({len(failed)} failed: {', '.join(f'{r} ({why})' for r, why in failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
-    return ConfigError(f"no finished runs under {study_dir}{also}: run `lab sweep {study}` first, or pass --runs-dir")
+    if study_dir.is_dir() or study in known_sweeps():
+        return ConfigError(f"no finished runs under {study_dir}{also}: run `lab sweep {study}` first, or pass --runs-dir")
+    studies = sorted(p.name for p in Path(runs_dir).glob("*/") if p.is_dir()) if Path(runs_dir).is_dir() else []
+    where = f"the studies there: {', '.join(studies)}" if studies else "none there yet"
+    hint = did_you_mean(study, studies)
+    if not hint and (sweeps := close_names(study, known_sweeps())):  # a sweep of that name, not run here yet
+        hint = f"; did you mean the sweep {sweeps[0]}? run `lab sweep {sweeps[0]}` first"
+    return ConfigError(f"no study {study!r} under {runs_dir}{hint} ({where}); start one with `lab sweep NAME`, "
+                       f"or pass --runs-dir")
 
 
 def load_runs(runs_dir: Path, study: str, storage: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
 
     verbose_help = ("also show the warnings and log lines of Lightning, torch, W&B, Optuna and the other libraries "
                     f"(hidden by default; {VERBOSE_ENV}=1 does the same, also for a sweep's trial logs)")
-    p = argparse.ArgumentParser(prog="lab", description="Depth studies of plain and residual networks.")
+    raw = argparse.RawDescriptionHelpFormatter  # the examples keep their lines
+    p = argparse.ArgumentParser(prog="lab", description="Depth studies of plain and residual networks.", formatter_class=raw,
+                                epilog=_examples("lab sweep depth-study && lab analyze depth-study",
+                                                 "lab train experiments/digits.yaml model.arch=plain model.depth=56",
+                                                 "lab sweep depth-study --status"))
     p.add_argument("--version", action=_Version, help="print lab's version and git commit, and exit")
     p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
     # -v is taken after the command too; SUPPRESS: absent there, it leaves the value given before the command
@@ -42,16 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/")
-    t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml")
-    t.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
+    t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/", formatter_class=raw,
+                       epilog=_examples("lab train experiments/digits.yaml model.arch=plain model.depth=56 train.seed=1",
+                                        "lab train experiments/digits.yaml optim.max_steps=80 --print-config",
+                                        "lab train experiments/cifar10.yaml data.data_dir=data train.device=cuda"))
+    t.add_argument("config", help="a recipe, e.g. experiments/digits.yaml").complete = RECIPE_COMPLETION
+    t.add_argument("overrides", nargs="*", default=[], help="SECTION.FIELD=VALUE, e.g. model.arch=plain model.depth=56")
     t.add_argument("--name", help="the run's folder under runs/STUDY/ (default: named like the paper, e.g. resnet-56-s0)")
     t.add_argument("--overwrite", action="store_true",
                    help="replace a record of another config in the run's folder (refused without it)")
     t.add_argument("--print-config", action="store_true", help="print the resolved config as YAML; train nothing, write nothing")
 
-    s = sub.add_parser("sweep", parents=[common], help="run (or resume) the Optuna study of sweeps/NAME.yaml")
-    s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study")
+    s = sub.add_parser("sweep", parents=[common], help="run (or resume) the Optuna study of sweeps/NAME.yaml", formatter_class=raw,
+                       epilog=_examples("lab sweep depth-study", "lab sweep depth-study --dry-run optim.max_steps=80",
+                                        "lab sweep digits-lr --storage postgresql://user@db-host/lab --launcher slurm --tasks 4"))
+    s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study").complete = SWEEP_COMPLETION
     s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
                    "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
     s.add_argument("--workers", type=int, default=None,
@@ -76,10 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--sbatch", action="append", metavar="OPTION", help="an extra #SBATCH line, e.g. "
                          "--sbatch=--qos=high (repeatable)")
     s.add_argument("--task", action="store_true", help=argparse.SUPPRESS)  # inside a SLURM job: one coordinator
-    s.add_argument("overrides", nargs="*", help="SECTION.FIELD=VALUE applied to every trial")
+    s.add_argument("overrides", nargs="*", default=[], help="SECTION.FIELD=VALUE applied to every trial")
 
-    a = sub.add_parser("analyze", parents=[common], help="tables and figures of a study's run records")
-    a.add_argument("name", help="the study (sweep) name, e.g. depth-study")
+    a = sub.add_parser("analyze", parents=[common], help="tables and figures of a study's run records", formatter_class=raw,
+                       epilog=_examples("lab analyze depth-study", "lab analyze depth-study --runs-dir /scratch/runs --out paper/",
+                                        "lab analyze adhoc  # the runs of lab train"))
+    a.add_argument("name", help="the study (sweep) name, e.g. depth-study").complete = STUDY_COMPLETION
     a.add_argument("--runs-dir", default="runs", help="folder of run records (default: runs)")
     a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
     a.add_argument("--storage", help="the study's Optuna storage, as `lab sweep --storage` took it, to check that every "
@@ -90,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="analyze the runs that are there when records are missing or unreadable; README.md lists "
                    "what was left out")
 
-    b = sub.add_parser("bench", parents=[common], help="training throughput: lab's path vs a DataLoader loop vs the floor")
+    b = sub.add_parser("bench", parents=[common], help="training throughput: lab's path vs a DataLoader loop vs the floor",
+                       formatter_class=raw, epilog=_examples("lab bench --quick", "lab bench --first-study",
+                                                             "lab bench --gpu-check --out runs/gpu.json"))
     mode = b.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="a tiny net and a few iterations (seconds; for CI)")
     mode.add_argument("--gpu-check", action="store_true",
@@ -104,7 +117,36 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available)")
     b.add_argument("--no-sweep", action="store_true", help="leave out the sweep probe (trials/hour, 1 vs N workers)")
     b.add_argument("--depths", help="comma-separated ResNet depths to measure instead of the mode's, e.g. 20,56")
+
+    c = sub.add_parser("completion", help="print a shell completion script (subcommands, options, sweep names, recipes)",
+                       formatter_class=raw, epilog=_examples('eval "$(lab completion bash)"  # in ~/.bashrc',
+                                                             'lab completion zsh > "${fpath[1]}/_lab"'))
+    c.add_argument("shell", choices=("bash", "zsh"))
+    p._lab_commands = dict(sub.choices)  # each command's own parser: its usage for its errors (_parse)
     return p
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+# What `lab completion` completes beyond subcommands and options (shtab): recipes, the sweeps here and lab's own,
+# and the studies under runs/.
+_SWEEP_DIRS = '"./sweeps" "' + str(Path(__file__).resolve().parent.parent / "sweeps") + '"'
+COMPLETION_PREAMBLE = {
+    "bash": f"""
+_lab_sweeps() {{ local d f; for d in {_SWEEP_DIRS}; do for f in "$d"/*.yaml; do [ -e "$f" ] && basename "$f" .yaml; done; done | sort -u | grep -- "^$1"; }}
+_lab_studies() {{ local d; for d in runs/*/; do [ -d "$d" ] && basename "$d"; done | grep -- "^$1"; }}
+_lab_recipes() {{ compgen -d -- "$1"; compgen -f -X '!*.y*ml' -- "$1"; }}
+""",
+    "zsh": f"""
+_lab_sweeps() {{ local -a names; local d; for d in {_SWEEP_DIRS}; do names+=($d/*.yaml(N:t:r)); done; _describe 'sweep' names; }}
+_lab_studies() {{ local -a names; names=(runs/*(N/:t)); _describe 'study' names; }}
+""",
+}
+SWEEP_COMPLETION = {"bash": "_lab_sweeps", "zsh": "_lab_sweeps"}
+STUDY_COMPLETION = {"bash": "_lab_studies", "zsh": "_lab_studies"}
+RECIPE_COMPLETION = {"bash": "_lab_recipes", "zsh": "_files -g '*.y(a|)ml'"}
 
 
 def _overrides(items: list[str]) -> dict:
@@ -138,13 +180,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.records import RunFailed, RunRecord, run_dir_for
     from lab.train import train
 
+    from lab.train import EXIT_INTERRUPTED, interrupt_note
+
     run_dir = run_dir_for(config, args.name)
     already = RunRecord(run_dir).finished(config) is not None
+    interrupted = interrupt_note(f"lab train: interrupted (SIGINT); the same command resumes {run_dir} from its last "
+                                 "checkpoint", sys.stderr)
     try:
         summary = train(config, args.name, overwrite=args.overwrite)
     except RunFailed as e:  # the run's own result (it diverged): one line, not a traceback
         print(f"lab train: {e}; record: {e.run_dir}", file=sys.stderr)
         return 1
+    except BaseException:
+        if interrupted:  # Lightning turns Ctrl-C into exit(1): said above, and the shell's status for it
+            return EXIT_INTERRUPTED
+        raise
     print(
         f"{summary['run']}: train_err {summary['train_err']:.2f}%, val_err {summary['val_err']:.2f}%, "
         f"test_err {summary['test_err']:.2f}% after {summary['steps']} iterations "
@@ -209,8 +259,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if sweep.released:  # SIGTERM alone: cancelled (scancel); its trials were handed on to the other tasks
         print(f"[{name}] SLURM job {slurm_job} stopped by {sweep.released}; its trials were handed on")
         return 0
+    took = "already finished" if not sweep.started else f"finished in {time.perf_counter() - start:.0f}s"
     print(
-        f"[{name}] finished in {time.perf_counter() - start:.0f}s: {counts['done']}/{spec.total} done, "
+        f"[{name}] {took}: {counts['done']}/{spec.total} done, "
         + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
         + f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
         + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
@@ -276,6 +327,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell, preamble=COMPLETION_PREAMBLE))
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.runs import RecordProblems
@@ -306,8 +364,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
-    if stray:
-        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if stray:  # with the command's own usage: `lab train x.yaml --bogus` is about train
+        parser._lab_commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
     return args
@@ -366,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     _set_verbosity(args.verbose)
     from lab.config import ConfigError
 
-    command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "bench": cmd_bench}[args.command]
+    command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "bench": cmd_bench,
+               "completion": cmd_completion}[args.command]
     try:
         return command(args)
     except ConfigError as e:

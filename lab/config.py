@@ -582,3 +582,33 @@ def flat(config: Config | dict[str, Any]) -> dict[str, Any]:
 def config_yaml(data: dict[str, Any]) -> str:
     """A config (or any plain data) as the YAML that ``config.yaml`` and ``--print-config`` show, in field order."""
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
+
+
+# Fields that apply to some runs only: what a run's W&B config leaves out where they do not apply (W&B's filters
+# and group-by then offer what the study's runs actually vary).
+IMAGEFOLDER_ONLY = ("scale", "crop", "eval_resize", "mean_images", "workers")  # decoded per image (He 2015, 3.4)
+ON_DISK_ONLY = ("data_dir", "download", "verify_md5")  # CIFAR's archive and ImageFolder's folder; digits is bundled
+TENSOR_ONLY = ("crop_pad",)  # batched augmentation of in-memory tensors (digits, CIFAR)
+PLATEAU_ONLY = ("plateau_patience", "plateau_threshold", "min_lr")
+STEP_ONLY = ("milestones",)
+WARMUP_ONLY = ("warmup_lr", "warmup_until_err")
+
+
+def applicable(config: Config) -> dict[str, Any]:
+    """``config.to_dict()`` less the fields that do not apply to this run: ImageFolder's decoding on digits or
+    CIFAR, a data folder on the bundled digits, the plateau schedule's settings on a step schedule, and so on."""
+    data = config.to_dict()
+    name, optim = config.data.name, config.optim
+    drop = {"data": set(), "optim": set()}
+    if name != "imagefolder":
+        drop["data"] |= set(IMAGEFOLDER_ONLY)
+    else:
+        drop["data"] |= set(TENSOR_ONLY) | {"download"}
+    if name == "digits":
+        drop["data"] |= set(ON_DISK_ONLY)
+    drop["optim"] |= set(PLATEAU_ONLY) if optim.schedule == "step" else set(STEP_ONLY)
+    if not optim.warmup_steps:
+        drop["optim"] |= set(WARMUP_ONLY) | {"warmup_steps"}
+    for section, keys in drop.items():
+        data[section] = {k: v for k, v in data[section].items() if k not in keys}
+    return data

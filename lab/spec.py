@@ -136,8 +136,26 @@ def find_sweep(name: str) -> Path:
     for root in (Path.cwd(), PROJECT_ROOT):
         if (root / "sweeps" / f"{name}.yaml").is_file():
             return root / "sweeps" / f"{name}.yaml"
-    known = sorted(p.stem for p in (PROJECT_ROOT / "sweeps").glob("*.yaml"))
-    raise ConfigError(f"sweep {name!r}: no sweeps/{name}.yaml (known: {', '.join(known)})")
+    known = known_sweeps()
+    raise ConfigError(f"sweep {name!r}: no sweeps/{name}.yaml{did_you_mean(name, known)} (known: {', '.join(known)})")
+
+
+def known_sweeps() -> list[str]:
+    """The sweeps a name can find: ``sweeps/*.yaml`` here and in lab's project."""
+    return sorted({p.stem for root in (Path.cwd(), PROJECT_ROOT) for p in (root / "sweeps").glob("*.yaml")})
+
+
+def close_names(name: str, known: list[str]) -> list[str]:
+    """The names of ``known`` (all of which exist) that ``name`` looks like a typo of, closest first."""
+    import difflib
+
+    return difflib.get_close_matches(name, known, n=2, cutoff=0.75)
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """``; did you mean depth-study?`` when ``name`` is close to one of ``known``, else nothing."""
+    close = close_names(name, known)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def find_recipe(recipe: str, sweep_file: Path) -> Path:

@@ -83,6 +83,7 @@ N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the tr
 BASE_CONFIG = "base_config"  # the config the study started with, less what varies and track.*
 LOST_RECORDS = "lost_records"  # {trial number: problem} of complete trials whose run record is gone
 SLURM_JOBS = "slurm_jobs"  # the SLURM array jobs submitted for the study (lab sweep --launcher slurm)
+WANDB_GROUP = "wandb_group"  # the study's W&B group: its name and a short id, set when the study is made
 
 
 def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
@@ -167,7 +168,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
-                gpu: str | None = None) -> None:
+                gpu: str | None = None, wandb_group: str | None = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
     CUDA starts: ``lab.packing``); exit 75 on a full disk."""
     from lab.packing import trial_environment
@@ -186,6 +187,9 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True).start()
+    from lab.train import EXIT_INTERRUPTED, interrupt_note
+
+    interrupted = interrupt_note(f"[lab sweep] {run_name}: interrupted (SIGINT); its run resumes from its last checkpoint")
     config = make_config(config_data)
     callbacks: tuple = ()
     if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
@@ -203,7 +207,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     try:
         # the study owns its run folders: a point runs again only when no trial of the study finished it (a run
         # that failed with another config, `lab sweep NAME optim.lr=1e30` then the fixed command, is replaced)
-        train(config, run_name, callbacks=callbacks, overwrite=True)
+        train(config, run_name, callbacks=callbacks, overwrite=True, wandb_group=wandb_group)
     except RunFailed as e:  # the run's own result (it diverged): one line in its log, not a traceback
         print(f"[lab sweep] {e}; record: {e.run_dir}", flush=True)
         sys.exit(1)
@@ -211,6 +215,8 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
         print(f"[lab sweep] {run_name}: {e}", flush=True)
         sys.exit(2)
     except BaseException as e:
+        if interrupted:  # Lightning turns Ctrl-C into exit(1); the log says what happened (interrupt_note)
+            os._exit(EXIT_INTERRUPTED)
         if not any(disk_full(x) for x in _chain(e)):
             raise
         try:
@@ -375,6 +381,9 @@ class Sweep:
             raise ConfigError(f"study {name!r}: {e}") from None
         if self.study.metric_names != [spec.metric]:  # what optuna-dashboard and Optuna's plots call the objective
             self.study.set_metric_names([spec.metric])
+        if WANDB_GROUP not in self.study.user_attrs:  # two studies of one name (two runs folders) are two groups
+            self.study.set_user_attr(WANDB_GROUP, f"{name}-{uuid.uuid4().hex[:6]}")
+        self.wandb_group = self.study.user_attrs[WANDB_GROUP]
         self.storage_kind = "database" if storage and "://" in storage else "journal file"
         self.lost: set[int] = set()  # trial numbers of complete trials whose record is gone (_check_records)
         self._check_same_base()
@@ -384,6 +393,7 @@ class Sweep:
         self.processes: dict[int, tuple[Any, Any]] = {}  # trial number -> (process, trial)
         self.claims: dict[int, Claim] = {}  # trial number -> claim, from _claim until _finish or release
         self.failed = 0
+        self.started = 0  # trials this coordinator started: none, and a rerun of a finished study trained nothing
         self.errors: list[Exception] = []
         self.stopping = False
         self.pruning = spec.pruner_name != "none"
@@ -643,7 +653,7 @@ class Sweep:
 
         log = self.log_dir / f"{claim.run_name}.log"
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
-        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu)
+        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu, self.wandb_group)
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
         try:
             with self.lock:
@@ -679,10 +689,14 @@ class Sweep:
                 f.write(f"\n[lab sweep] pruned at iteration {step} ({self.spec.metric} {value:.2f}) by the "
                         f"{self.spec.pruner_name} pruner\n")
         elif proc.exitcode != 0:
+            from lab.train import EXIT_INTERRUPTED
+
+            ended = ("was interrupted (SIGINT)" if proc.exitcode == EXIT_INTERRUPTED else
+                     f"was ended by {signal.Signals(-proc.exitcode).name}" if proc.exitcode < 0 and
+                     -proc.exitcode in signal.valid_signals() else f"ended with exit code {proc.exitcode}")
             try:
                 with open(log, "a") as f:
-                    f.write(f"\n[lab sweep] trial process ended with exit code {proc.exitcode}"
-                            f"{' after writing its summary' if summary else ''}\n")
+                    f.write(f"\n[lab sweep] trial process {ended}{' after writing its summary' if summary else ''}\n")
             except OSError as e:  # a full disk: the sweep stops below, saying so once
                 if not disk_full(e):
                     raise
@@ -746,6 +760,7 @@ class Sweep:
                         time.sleep(LINGER_POLL_S)  # stay to take over trials of tasks that die
                         continue
                     return
+                self.started += 1
                 self.progress(f"{claim.run_name} started")
                 summary = self._run(claim)
                 if summary is None and self.slurm_job and not self.stopping:

@@ -8,6 +8,7 @@ import platform
 import socket
 import subprocess
 import sys
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,9 +20,10 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from lab.config import Config
-from lab.records import RunRecord
+from lab.records import ERRORS, LOSSES, RunRecord
 
 WANDB_INIT_TIMEOUT_S = 30
+WANDB_SUMMARY_METRICS = (*ERRORS, *LOSSES)  # each with its min and last in a W&B run's summary
 
 
 class RecordLogger(Logger):
@@ -115,14 +117,46 @@ def wandb_mode(setting: str) -> str:
 
 
 WANDB_CONFIG_KEYS = ("arch", "depth", "shortcut", "style", "seed", "dataset")  # top-level in W&B's config: group-by
+WANDB_SECTIONS = ("train", "val", "test")  # train_err -> train/err: one W&B workspace section per split
+WANDB_GROUP_FILE = "wandb-group"  # in a study folder of `lab train` runs: the study's W&B group, made once
 
 
 def wandb_config(config: Config) -> dict[str, Any]:
-    """The whole config, and the keys a study is grouped by at its top level (W&B's group-by and filters)."""
+    """The config's fields that apply to this run (``lab.config.applicable``: no ImageFolder fields on digits),
+    and the keys a study is grouped by at its top level (W&B's group-by and filters)."""
+    from lab.config import applicable
+
     m = config.model
     flat = {"arch": m.arch, "depth": m.depth, "shortcut": m.shortcut, "style": m.style, "seed": config.train.seed,
             "dataset": config.data.name}
-    return {**config.to_dict(), **{k: flat[k] for k in WANDB_CONFIG_KEYS}}
+    return {**applicable(config), **{k: flat[k] for k in WANDB_CONFIG_KEYS}}
+
+
+def wandb_key(metric: str) -> str:
+    """A record's metric as W&B shows it: ``train_err`` -> ``train/err``, ``val_loss`` -> ``val/loss``; ``lr`` and
+    ``iteration`` as they are."""
+    section, _, rest = metric.partition("_")
+    return f"{section}/{rest}" if section in WANDB_SECTIONS and rest else metric
+
+
+def study_group(study_dir: Path, study: str) -> str:
+    """The W&B group of a study of ``lab train`` runs: its name and a short id made with its folder, kept in
+    ``study_dir/wandb-group``, so that two studies of one name (in two runs folders) never share a group."""
+    path = Path(study_dir) / WANDB_GROUP_FILE
+    try:
+        group = path.read_text().strip()
+        if group:
+            return group
+    except OSError:
+        pass
+    group = f"{study}-{uuid.uuid4().hex[:6]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x") as f:  # made once: of two runs starting at once, the first one's stays
+            f.write(group + "\n")
+    except FileExistsError:
+        return path.read_text().strip() or group
+    return group
 
 
 def wandb_history(path: Path) -> list[dict[str, Any]]:
@@ -175,7 +209,8 @@ class WandbMirror(pl.Callback):
         for row in self.record.rows:
             iteration = row.get("iteration")
             if isinstance(iteration, (int, float)) and iteration > self.logged_through:
-                self.run.log(dict(row), step=int(iteration), commit=True)  # now, not when the next step comes
+                # now, not when the next step comes
+                self.run.log({wandb_key(k): v for k, v in row.items()}, step=int(iteration), commit=True)
                 self.logged_through = float(iteration)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -183,15 +218,27 @@ class WandbMirror(pl.Callback):
             self.sync()
 
     def finish(self, summary: Mapping[str, Any] | None = None, exit_code: int = 0) -> None:
+        """End the W&B run; ``summary``: the run's own numbers (parameters, wall time, ...) for its summary. Each
+        metric's min and last there are those of the whole record (an earlier attempt's rows too, which this
+        attempt's W&B fragment does not hold)."""
         if summary:
-            self.run.summary.update(dict(summary))
+            per_metric: dict[str, dict[str, float]] = {}
+            for row in self.record.rows:
+                for key, value in row.items():
+                    if key in WANDB_SUMMARY_METRICS:
+                        entry = per_metric.setdefault(wandb_key(key), {"min": value, "last": value})
+                        entry["min"], entry["last"] = min(entry["min"], value), value
+            self.run.summary.update({**per_metric, **dict(summary)})
         self.run.finish(exit_code=exit_code)
 
 
 def make_wandb_mirror(
-    config: Config, run_dir: Path, run_name: str, run_id: str, record: RecordLogger
+    config: Config, run_dir: Path, run_name: str, run_id: str, record: RecordLogger, group: str | None = None
 ) -> WandbMirror | None:
-    """A W&B run named like the paper, grouped by study, tagged, with the whole config; ``None`` when disabled.
+    """A W&B run named like the paper, grouped by study, tagged, with its config; ``None`` when disabled.
+
+    ``group``: the study's W&B group (a sweep's, stored with its Optuna study); None: ``study_group`` of the
+    run's study folder. The study's name plus a short id: two studies of one name are two groups.
 
     ``run_id`` continues an earlier attempt's W&B run (W&B's resume) when a run resumes from its checkpoint; the
     rows of ``record`` (those kept from the earlier attempt) that W&B does not hold yet are logged at once.
@@ -220,7 +267,7 @@ def make_wandb_mirror(
                 dir=str(Path(run_dir).resolve()),  # W&B's process may have another working directory than this one
                 project=config.track.project,
                 entity=config.track.entity,
-                group=config.track.study,
+                group=group or study_group(Path(run_dir).parent, config.track.study),
                 tags=tags,
                 config=wandb_config(config),
                 mode=attempt,
@@ -230,7 +277,11 @@ def make_wandb_mirror(
             warnings.warn(f"W&B {attempt} run could not start ({e}); logging offline instead")
             continue
         run.define_metric("iteration")
-        run.define_metric("*", step_metric="iteration")  # the paper's x-axis, for every metric
+        for key in WANDB_SUMMARY_METRICS:  # train/err, val/loss, ...: min and last in the run's summary
+            run.define_metric(wandb_key(key), step_metric="iteration", summary="min,last")
+        for section in WANDB_SECTIONS:  # the rest of a section (train/loss_max, ...) against the iteration too
+            run.define_metric(f"{section}/*", step_metric="iteration")
+        run.define_metric("lr", step_metric="iteration", summary="last")
         # Online, the server knows what it holds (a resumed run's next step); offline, the earlier logs on disk do.
         through = local_through if run.offline else (run.starting_step - 1 if run.starting_step else None)
         mirror = WandbMirror(run, record, through)

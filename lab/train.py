@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -16,6 +18,28 @@ from lab.config import Config, ConfigError, quote
 from lab.module import Classifier, Diverged, make_datamodule
 from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for, write_atomic_with
 from lab.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
+
+
+EXIT_INTERRUPTED = 130  # a run stopped by SIGINT (Ctrl-C): 128 + 2, as a shell says it
+
+
+def interrupt_note(line: str, stream: Any = None) -> list[int]:
+    """On SIGINT (Ctrl-C), write ``line`` to ``stream`` (stdout: a trial's log) at once and go on as
+    Python does (KeyboardInterrupt); returns the list that the signal's number is appended to. Lightning catches
+    the KeyboardInterrupt and exits with status 1, so the process itself says why it stopped."""
+    received: list[int] = []
+
+    def on_sigint(number: int, frame: Any) -> None:
+        if not received:
+            try:
+                os.write((stream or sys.stdout).fileno(), f"\n{line}\n".encode())
+            except OSError:
+                pass
+        received.append(number)
+        signal.default_int_handler(number, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return received
 
 
 def _accelerator(device: str) -> tuple[str, Any]:
@@ -75,8 +99,9 @@ class RecordCheckpoint(pl.Callback):
 
 
 def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = (),
-          overwrite: bool = False) -> dict[str, Any]:
-    """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock).
+          overwrite: bool = False, wandb_group: str | None = None) -> dict[str, Any]:
+    """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock;
+    ``wandb_group``: the W&B group of a sweep's study, ``lab.tracking.make_wandb_mirror``).
 
     A finished run of the same config is returned as it is; an unfinished one (a killed worker)
     resumes from its last checkpoint. A run folder holds one config: a record of another config there is
@@ -121,7 +146,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     record = RecordLogger(run_dir, rows)
     loggers: list[Any] = [record]
     # a lost id: the W&B mirror goes on in a new run
-    wandb_mirror = make_wandb_mirror(config, run_dir, name, files.wandb_id(), record)
+    wandb_mirror = make_wandb_mirror(config, run_dir, name, files.wandb_id(), record, group=wandb_group)
 
     checkpoint = RecordCheckpoint(files.checkpoint_path)
     accelerator, devices = _accelerator(config.train.device)
@@ -189,6 +214,6 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     files.write_summary(summary)  # the result is safe before W&B is told about it
     if wandb_mirror is not None:
         wandb_mirror.sync()  # the last evaluation: its final state is saved
-        final = (*last, BEST_VAL_ERR, "params", "wall_s", "steps", "images_per_s")
-        wandb_mirror.finish({k: summary[k] for k in final})
+        # the final metrics are each metric's last (and min: best_val_err is val/err's) in W&B's summary
+        wandb_mirror.finish({k: summary[k] for k in ("params", "wall_s", "steps", "images_per_s")})
     return summary

@@ -105,3 +105,112 @@ def test_train_refuses_a_name_that_is_not_a_folder(tmp_path, name):
     result = lab("train", "tiny.yaml", "--name", name, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(f"lab train: error: --name: {name!r} is not a folder name")
     assert not (tmp_path / "runs").exists()
+
+
+# --- CLI habits --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["train", "sweep", "analyze", "bench", "completion"])
+def test_every_command_help_ends_with_real_examples(tmp_path, command):
+    result = lab(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    examples = result.stdout.split("examples:\n")[1].splitlines()
+    assert 2 <= len(examples) <= 3 and all(line.startswith(("  lab ", "  eval ")) for line in examples), result.stdout
+
+
+def test_errors_show_the_commands_own_usage_and_name_only_what_is_missing(tmp_path):
+    bogus = lab("train", "x.yaml", "--bogus", cwd=tmp_path)
+    assert bogus.returncode == 2 and bogus.stderr.startswith("usage: lab train ")
+    assert bogus.stderr.endswith("lab train: error: unrecognized arguments: --bogus\n")
+    missing = lab("sweep", cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stderr.startswith("usage: lab sweep ")
+    assert missing.stderr.endswith("lab sweep: error: the following arguments are required: name\n")
+
+
+def test_a_typo_suggests_only_names_that_exist(tmp_path):
+    sweep = lab("sweep", "depth-studi", cwd=tmp_path)
+    assert sweep.returncode == 2
+    assert "no sweeps/depth-studi.yaml; did you mean depth-study? (known: " in sweep.stderr
+    analyze = lab("analyze", "depth-studi", cwd=tmp_path)  # no runs here: the sweep is what exists
+    assert analyze.returncode == 2
+    assert "no study 'depth-studi' under runs; did you mean the sweep depth-study? run `lab sweep depth-study` first" in analyze.stderr
+    (tmp_path / "runs" / "adhoc").mkdir(parents=True)
+    study = lab("analyze", "adhok", cwd=tmp_path)
+    assert "no study 'adhok' under runs; did you mean adhoc? (the studies there: adhoc)" in study.stderr
+    nothing = lab("analyze", "zzz", cwd=tmp_path)
+    assert "did you mean" not in nothing.stderr and nothing.returncode == 2
+
+
+def test_bash_completion_completes_commands_sweeps_studies_and_recipes(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash here")
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "mine.yaml").write_text("recipe: digits\ngrid: {train.seed: [0]}\n")
+    (tmp_path / "runs" / "adhoc").mkdir(parents=True)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    script = lab("completion", "bash", cwd=tmp_path)
+    assert script.returncode == 0
+    (tmp_path / "lab.bash").write_text(script.stdout)
+    probe = 'source lab.bash; for words in "lab sw" "lab sweep dep" "lab sweep mi" "lab analyze ad" "lab train ti" ' \
+            '"lab sweep --dr"; do COMP_WORDS=($words); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); _shtab_lab; ' \
+            'echo "$words: ${COMPREPLY[*]}"; done'
+    result = subprocess.run(["bash", "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines() == ["lab sw: sweep", "lab sweep dep: depth-study", "lab sweep mi: mine",
+                                          "lab analyze ad: adhoc", "lab train ti: tiny.yaml", "lab sweep --dr: --dry-run"], \
+        result.stdout + result.stderr
+    assert "_lab_sweeps" in lab("completion", "zsh", cwd=tmp_path).stdout
+
+
+def test_rerunning_a_finished_sweep_says_already_finished(tmp_path):
+    root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, {**TINY_RECIPE, "track": {"wandb": "disabled"}})
+    assert lab("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
+    again = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    assert again.returncode == 0 and "[tiny] already finished: 1/1 done, 0 failed; records in runs/tiny" in again.stdout
+
+
+def _interrupt_when(process, ready, timeout=120):
+    """SIGINT to the command's process group, as Ctrl-C on its terminal sends it, once ``ready()``."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process.poll() is None, "ended before it could be interrupted"
+    os.killpg(process.pid, signal.SIGINT)
+    return process.communicate(timeout=120)
+
+
+LONG = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 2000, "milestones": [0.75]}, "track": {"wandb": "disabled"}}
+
+
+def _popen(root, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(LONG))
+    metrics = tmp_path / "runs" / "adhoc" / "resnet-8-s0" / "metrics.jsonl"
+    train = _popen(tmp_path, "train", "long.yaml")
+    _, err = _interrupt_when(train, lambda: metrics.is_file() and metrics.read_text().count("\n") >= 1)
+    assert train.returncode == 130
+    assert err.strip() == "lab train: interrupted (SIGINT); the same command resumes runs/adhoc/resnet-8-s0 from its last checkpoint"
+
+    root = write_project(tmp_path / "project", {"grid": {"train.seed": [0]}}, LONG)
+    log = root / "runs" / "tiny" / "logs" / "resnet-8-s0.log"
+    run_metrics = root / "runs" / "tiny" / "resnet-8-s0" / "metrics.jsonl"
+    sweep = _popen(root, "sweep", "tiny", "--workers", "1")
+    out, err = _interrupt_when(sweep, lambda: run_metrics.is_file() and run_metrics.read_text().count("\n") >= 1)
+    assert sweep.returncode == 130 and "lab sweep: interrupted" in err, out + err
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert "[lab sweep] resnet-8-s0: interrupted (SIGINT); its run resumes from its last checkpoint" in lines, lines
+    assert not [line for line in lines if "exit code 1" in line], lines

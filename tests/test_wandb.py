@@ -17,12 +17,14 @@ import pytest
 import yaml
 
 from lab.config import make_config
+from lab.tracking import wandb_key
 from lab.train import train
 from tests.conftest import TINY_RECIPE, lab
 
 # Long enough to kill after its first checkpoint: 60 iterations of ResNet-8 on digits, evaluated every 5.
 LONG_RECIPE = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 60, "milestones": [50]}}
-FINAL = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss", "best_val_err", "params", "wall_s")
+METRICS = ("train_err", "val_err", "test_err", "train_loss", "val_loss", "test_loss")  # train/err, ... in W&B
+OWN = ("params", "wall_s", "steps")  # the run's own numbers in W&B's summary
 
 
 def inspect(path: Path, *flags: str) -> subprocess.CompletedProcess:
@@ -57,7 +59,9 @@ def check_history(items: list[dict], rows: list[dict]) -> None:
     assert [r["iteration"] for r in rows] == sorted({r["iteration"] for r in rows})
     logged = [{k: v for k, v in item.items() if not k.startswith("_")} for item in items]
     assert [r["iteration"] for r in logged] == [r["iteration"] for r in rows], "every evaluation once, in order"
-    assert logged == rows
+    assert logged == [{wandb_key(k): v for k, v in row.items()} for row in rows]
+    assert {"train/err", "train/loss", "val/err", "val/loss", "test/err", "test/loss", "lr", "iteration"} <= set(logged[0])
+    assert not {k for item in logged for k in item if "_" in k and "/" not in k}, "no flat train_err, val_loss, ..."
     assert [item["_step"] for item in items] == [r["iteration"] for r in rows], "W&B's _step is the iteration"
     assert not {"epoch", "trainer/global_step"} & {k for item in items for k in item}
 
@@ -65,8 +69,12 @@ def check_history(items: list[dict], rows: list[dict]) -> None:
 def check_metric_definitions(log: list[dict]) -> None:
     metrics = [r["metric"] for r in log if r["type"] == "metric"]
     assert {"name": "iteration", "options": {"defined": True}} in metrics
-    (glob,) = [m for m in metrics if m.get("glob_name") == "*"]
-    assert glob["step_metric"] == "iteration"
+    named = {m["name"]: m for m in metrics if "name" in m}
+    for key in ("train/err", "train/loss", "val/err", "val/loss", "test/err", "test/loss", "lr"):
+        assert named[key]["step_metric"] == "iteration", key  # each section plotted against the iteration
+    assert named["val/err"]["summary"] == {"min": True, "last": True}
+    globs = {m["glob_name"]: m for m in metrics if "glob_name" in m}
+    assert set(globs) == {"train/*", "val/*", "test/*"} and all(m["step_metric"] == "iteration" for m in globs.values())
     assert not any("trainer/global_step" in (m.get("name"), m.get("step_metric")) for m in metrics)
 
 
@@ -74,12 +82,18 @@ def check_summary_and_config(path: Path, summary: dict) -> None:
     """W&B's run summary holds the final metrics, parameter count and wall time; its config groups by arch/depth/..."""
     state = json.loads(inspect(path, "--summary").stdout)
     assert state["state"] == "finished" and state["exit_code"] == 0
-    assert {k: state["summary"].get(k) for k in FINAL} == {k: summary[k] for k in FINAL}
+    assert {k: state["summary"][wandb_key(k)]["last"] for k in METRICS} == {k: summary[k] for k in METRICS}
+    assert state["summary"]["val/err"]["min"] == summary["best_val_err"]
+    assert {k: state["summary"][k] for k in OWN} == {k: summary[k] for k in OWN}
     assert state["summary"]["iteration"] == summary["steps"]
     config = state["config"]
+    # the fields that apply to a digits run: no ImageFolder decoding, no data folder, no plateau settings
+    assert not {"crop", "scale", "eval_resize", "mean_images", "workers", "data_dir", "download"} & set(config["data"])
+    assert not {"plateau_patience", "plateau_threshold", "min_lr"} & set(config["optim"])
+    assert config["data"]["name"] == "digits" and config["optim"]["milestones"] == summary["config"]["optim"]["milestones"]
     assert {k: config.get(k) for k in ("arch", "depth", "shortcut", "seed")} == \
         {k: summary[k] for k in ("arch", "depth", "shortcut", "seed")}
-    assert config["model"] == summary["config"]["model"]  # the whole config too
+    assert config["model"] == summary["config"]["model"]  # the config too
 
 
 def test_wandb_history_is_metrics_jsonl_with_iteration_as_its_x_axis(tmp_path):
@@ -182,3 +196,59 @@ def test_wandb_gets_a_row_only_once_its_checkpoint_is_saved(tmp_path, monkeypatc
     paths = fragments(run_dir)
     assert len(paths) == 2
     check_history([item for p in paths for item in history(records(p))], rows)
+
+
+def run_record(path: Path) -> dict:
+    (run,) = [r["run"] for r in records(path) if r["type"] == "run"]
+    return run
+
+
+@pytest.mark.slow
+def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_analysis(tmp_path):
+    """Every trial of a study in the study's group (its name and an id stored with its Optuna study); the same
+    study name in another runs folder is another study, and another group. The analysis's summary.csv and W&B's
+    run summaries hold the same final numbers."""
+    import csv
+
+    import optuna
+
+    from tests.conftest import write_project
+
+    root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
+    for runs in ("runs-a", "runs-b"):
+        result = lab("sweep", "tiny", "--workers", "1", "--runs-dir", runs, cwd=root)
+        assert result.returncode == 0, result.stdout + result.stderr
+    groups = {}
+    for runs in ("runs-a", "runs-b"):
+        study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(root / runs / "tiny" / "optuna.journal"))))
+        group = study.user_attrs["wandb_group"]
+        assert group.startswith("tiny-") and len(group) == len("tiny-") + 6
+        for seed in (0, 1):
+            (path,) = fragments(root / runs / "tiny" / f"resnet-8-s{seed}")
+            assert run_record(path)["run_group"] == group
+        groups[runs] = group
+    assert groups["runs-a"] != groups["runs-b"]
+
+    analyzed = lab("analyze", "tiny", "--runs-dir", "runs-a", cwd=root)
+    assert analyzed.returncode == 0, analyzed.stderr
+    with open(root / "runs-a" / "tiny" / "analysis" / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 2
+    for row in table:
+        (path,) = fragments(root / "runs-a" / "tiny" / row["run"])
+        summary = json.loads(inspect(path, "--summary").stdout)["summary"]
+        for metric in ("train_err", "val_err", "test_err"):
+            assert summary[wandb_key(metric)]["last"] == pytest.approx(float(row[metric]), rel=1e-12), (row["run"], metric)
+        assert summary["params"] == int(row["params"]) and summary["steps"] == int(row["steps"])
+
+
+def test_lab_train_runs_of_one_study_folder_share_its_group(tmp_path):
+    from lab.tracking import WANDB_GROUP_FILE
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    for seed in (0, 1):
+        assert lab("train", "tiny.yaml", f"train.seed={seed}", cwd=tmp_path).returncode == 0
+    group = (tmp_path / "runs" / "adhoc" / WANDB_GROUP_FILE).read_text().strip()
+    assert group.startswith("adhoc-")
+    assert {run_record(fragments(tmp_path / "runs" / "adhoc" / f"resnet-8-s{s}")[0])["run_group"] for s in (0, 1)} == {group}
