@@ -40,10 +40,13 @@ def _parser() -> argparse.ArgumentParser:
                                                  "lab train experiments/digits.yaml model.arch=plain model.depth=56",
                                                  "lab sweep depth-study --status"))
     p.add_argument("--version", action=_Version, help="print lab's version and git commit, and exit")
+    quiet_help = "no progress display or lines (a sweep's trials, lab train's bar); results and errors still print"
     p.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
-    # -v is taken after the command too; SUPPRESS: absent there, it leaves the value given before the command
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+    # -v and -q are taken after the command too; SUPPRESS: absent there, they leave the value given before the command
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=quiet_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", parents=[common], help="train one run from a recipe in experiments/", formatter_class=raw,
@@ -186,8 +189,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     already = RunRecord(run_dir).finished(config) is not None
     interrupted = interrupt_note(f"lab train: interrupted (SIGINT); the same command resumes {run_dir} from its last "
                                  "checkpoint", sys.stderr)
+    progress: tuple = ()
+    if not args.quiet and not already:  # Lightning's bar on a terminal, else a line per evaluation (lab.progress)
+        from lab.progress import EvaluationLines, progress_bar
+
+        name = args.name or config.run_name
+        progress = (progress_bar(name),) if sys.stderr.isatty() else (EvaluationLines(name, config.optim.batch_size),)
     try:
-        summary = train(config, args.name, overwrite=args.overwrite)
+        summary = train(config, args.name, callbacks=progress, overwrite=args.overwrite)
     except RunFailed as e:  # the run's own result (it diverged): one line, not a traceback
         print(f"lab train: {e}; record: {e.run_dir}", file=sys.stderr)
         return 1
@@ -422,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = _parse(argv)
     _set_verbosity(args.verbose)
+    if args.quiet:
+        from lab.progress import QUIET_ENV
+
+        os.environ[QUIET_ENV] = "1"
     from lab.config import ConfigError
 
     command = {"train": cmd_train, "sweep": cmd_sweep, "analyze": cmd_analyze, "bench": cmd_bench,

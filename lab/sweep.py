@@ -56,6 +56,7 @@ from lab.spec import (  # noqa: F401
     METRICS, NAMING_KEYS, PROJECT_ROOT, SweepSpec, _matches, _plain_name, _search_example, find_recipe, find_sweep,
     load_sweep, planned_trials,
 )
+from lab.progress import QUIET_ENV, StudyProgress
 from lab.storage import StorageUnavailable, disk_full, make_storage
 
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
@@ -95,27 +96,41 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
 
 
-def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
-    """Print every trial the sweep would run with its net's size and cost, and the totals; runs and writes nothing."""
+def net_size(config: Config, cache: dict[tuple, tuple[int, int]]) -> tuple[int, int]:
+    """(parameters, multiply-adds per image) of a config's net, counted on the meta device (no memory, no
+    initialisation, even for ResNet-152); ``cache`` keeps them per distinct net."""
     import torch
 
     from lab import nets
+    from lab.data import input_shape
+
+    m, (channels, height, width, classes) = config.model, input_shape(config.data)
+    key = (m.arch, m.depth, m.shortcut, m.style, channels, height, width, classes)
+    if key not in cache:
+        with torch.device("meta"):
+            net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
+            cache[key] = nets.count_params(net), nets.multiply_adds(net, (channels, height, width))
+    return cache[key]
+
+
+def training_cost(config: Config, cache: dict[tuple, tuple[int, int]]) -> float:
+    """Multiply-adds of a whole training run: a step costs about 3 forward passes (forward, and backward for
+    inputs and weights) of every image of the batch."""
+    return 3.0 * net_size(config, cache)[1] * config.optim.batch_size * config.optim.max_steps
+
+
+def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
+    """Print every trial the sweep would run with its net's size and cost, and the totals; runs and writes nothing."""
     from lab.data import input_shape
 
     trials = planned_trials(spec, recipe, overrides)
     cost: dict[tuple, tuple[int, int]] = {}
     rows, total_macs = [], 0.0
     for run, config in trials:
-        m, (channels, height, width, classes) = config.model, input_shape(config.data)
-        key = (m.arch, m.depth, m.shortcut, m.style, channels, height, width, classes)
-        if key not in cost:
-            with torch.device("meta"):  # shapes only: no memory, no initialisation cost, even for ResNet-152
-                net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
-                cost[key] = nets.count_params(net), nets.multiply_adds(net, (channels, height, width))
-        params, macs = cost[key]
+        params, macs = net_size(config, cost)
+        _, height, width, _ = input_shape(config.data)
         o = config.optim
-        # a training step costs about 3 forward passes (forward, and backward for inputs and weights)
-        total_macs += 3 * macs * o.batch_size * o.max_steps
+        total_macs += training_cost(config, cost)
         rows.append((run, f"{params:,}", _si(macs), f"{height}x{width}", f"{o.max_steps:,}", str(o.batch_size)))
     header = ("run", "params", "mult-adds/image", "input", "iterations", "batch")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -168,9 +183,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
-                gpu: str | None = None, wandb_group: str | None = None) -> None:
+                gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
-    CUDA starts: ``lab.packing``); exit 75 on a full disk."""
+    CUDA starts: ``lab.packing``); exit 75 on a full disk. ``progress``: (the coordinator's queue, the trial's
+    number): where it is, every few seconds (``lab.progress``)."""
     from lab.packing import trial_environment
 
     os.environ.update(trial_environment(gpu))
@@ -197,6 +213,11 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
 
         slurm_env_dropped()
         callbacks = (_checkpoint_on_signal(config, run_name),)
+    if progress is not None:
+        from lab.progress import TrialProgress
+
+        reports, number = progress
+        callbacks += (TrialProgress(lambda *where: reports.put((number, *where)), config.optim.batch_size),)
     import torch
 
     from lab.train import train
@@ -394,6 +415,11 @@ class Sweep:
         self.claims: dict[int, Claim] = {}  # trial number -> claim, from _claim until _finish or release
         self.failed = 0
         self.started = 0  # trials this coordinator started: none, and a rerun of a finished study trained nothing
+        self.display: StudyProgress | None = None  # the live progress while run() runs (lab.progress)
+        self.net_sizes: dict[tuple, tuple[int, int]] = {}
+        planned = planned_trials(spec, recipe, self.cli)
+        self.point_costs = {_grid_key(p): training_cost(c, self.net_sizes) for p, (_, c) in zip(spec.grid_points(), planned)}
+        self.search_cost = training_cost(planned[0][1], self.net_sizes)
         self.errors: list[Exception] = []
         self.stopping = False
         self.pruning = spec.pruner_name != "none"
@@ -653,7 +679,9 @@ class Sweep:
 
         log = self.log_dir / f"{claim.run_name}.log"
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
-        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu, self.wandb_group)
+        reports = (self.display.queue, claim.trial.number) if self.display is not None else None
+        args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu, self.wandb_group,
+                reports)
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
         try:
             with self.lock:
@@ -661,6 +689,10 @@ class Sweep:
                     return None
                 proc.start()
                 self.processes[claim.trial.number] = (proc, claim.trial)
+                if self.display is not None:
+                    self.display.started(claim.trial.number, claim.run_name, training_cost(claim.config, self.net_sizes),
+                                         claim.config.optim.batch_size, claim.config.optim.max_steps)
+                    self.display.waiting = self._waiting_cost()
             last_beat = time.time()
             reporter = Reporter(claim.trial, run_dir_for(claim.config, claim.run_name), self.spec.metric)
             while proc.is_alive():
@@ -679,6 +711,8 @@ class Sweep:
                     reporter.poll()  # the last evaluations, written just before the process ended
         finally:
             self.gpus.give_back(gpu, claim.config)
+            if self.display is not None:
+                self.display.ended(claim.trial.number)
         self.processes.pop(claim.trial.number, None)
         # The summary, written last and atomically, is what makes a run finished: a process that
         # dies while shutting down after writing it (W&B's service, say) has still finished its run.
@@ -744,12 +778,28 @@ class Sweep:
                 )
             self.progress(note)
 
+    def _waiting_cost(self) -> float:
+        """Multiply-adds of the trials not started yet (``lab.progress``'s study ETA)."""
+        from optuna.trial import TrialState
+
+        c = self.counts()
+        if not self.spec.grid:
+            return c["remaining"] * self.search_cost
+        with self.lock:
+            taken = self._done_keys() | {_grid_key(t.user_attrs.get(GRID, {})) for t in
+                                         self._trials(TrialState.RUNNING) + self._pruned()}
+        return sum(cost for key, cost in self.point_costs.items() if key not in taken)
+
     def progress(self, note: str = "") -> None:
         c = self.counts()
         pruned = f", {c['pruned']} pruned" if c["pruned"] else ""
         line = (f"[{self.name}] {c['done']}/{self.spec.total} done{pruned}, {c['running']} running, {c['failed']} failed, "
                 f"{c['remaining']} remaining")
-        print(line + (f" | {note}" if note else ""), file=self.out, flush=True)
+        line += f" | {note}" if note else ""
+        if self.display is not None:
+            self.display.say(line)
+        else:
+            print(line, file=self.out, flush=True)
 
     def _worker(self) -> None:
         try:
@@ -809,6 +859,9 @@ class Sweep:
             self.errors.append(e)
             return self._raise_stopped()
         self.progress(f"storage: {self.storage_kind}, {added} points queued, {self.workers} workers")
+        if os.environ.get(QUIET_ENV) != "1":  # where the trials are and when the study ends (lab.progress)
+            self.display = StudyProgress(self.name, self.workers, self.out)
+            self.display.start(self.mp)
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
         for t in threads:
             t.start()
@@ -824,6 +877,10 @@ class Sweep:
             self.stopping = True
             self._stop_trials("interrupted")
             raise
+        finally:
+            if self.display is not None:
+                self.display.close()
+                self.display = None
         if self.errors:
             self._raise_stopped()
         return self.counts()

@@ -163,7 +163,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         # W&B's mirror after RecordCheckpoint: a row goes to W&B once the state it was measured in is saved
         callbacks=[checkpoint, *callbacks, *([wandb_mirror] if wandb_mirror is not None else [])],
         enable_checkpointing=False,  # Lightning's ModelCheckpoint: not needed, RecordCheckpoint keeps last.ckpt
-        enable_progress_bar=False,
+        # a progress bar only when the caller gives one (lab train on a terminal: lab.progress)
+        enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
         enable_model_summary=False,
         log_every_n_steps=1,  # nothing is logged per step; this only silences a warning
         benchmark=True,

@@ -55,7 +55,9 @@ def test_train_and_analyze_print_their_own_lines_only(tmp_path):
     result = lab("train", "tiny.yaml", "train.seed=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(RESULT.format(seed=2), result.stdout), result.stdout
-    assert result.stderr == ""
+    # not a terminal: one progress line per evaluation (lab.progress), and nothing else
+    evaluation = r"resnet-8-s2: iteration (5|10)/10, (val_err|train_err) [0-9.]+%, (val_err|train_err) [0-9.]+%, \d+ images/s, ETA \d+:\d\d"
+    assert [bool(re.fullmatch(evaluation, line)) for line in result.stderr.splitlines()] == [True, True], result.stderr
     analyzed = lab("analyze", "adhoc", cwd=tmp_path)  # `lab train` records in runs/adhoc: a study of one run
     assert analyzed.returncode == 0, analyzed.stderr
     assert analyzed.stderr == ""

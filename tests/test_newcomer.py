@@ -3,6 +3,7 @@ overwritten by accident."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -214,3 +215,54 @@ def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert "[lab sweep] resnet-8-s0: interrupted (SIGINT); its run resumes from its last checkpoint" in lines, lines
     assert not [line for line in lines if "exit code 1" in line], lines
+
+
+# --- progress you can see ------------------------------------------------------------------------------------------
+
+# long enough (a few seconds a trial) for a measured throughput before it ends
+PROGRESS = {**LONG, "optim": {**LONG["optim"], "max_steps": 800}}
+
+
+def test_a_piped_sweep_writes_eta_lines_while_its_trials_run_and_q_silences_them(tmp_path):
+    root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, PROGRESS)
+    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    progress = [i for i, line in enumerate(lines) if line.startswith("[tiny] progress: ")]
+    first_done = next(i for i, line in enumerate(lines) if " done in " in line)
+    assert progress and progress[0] < first_done, result.stdout  # while the first trial runs
+    assert re.search(r"resnet-8-s0 \d+/800 at \d+ images/s, ETA \d+:\d\d; study ETA \d+:\d\d$", lines[progress[0]])
+    for run in ("resnet-8-s0",):  # the records hold results only
+        assert "ETA" not in (root / "runs" / "tiny" / "logs" / f"{run}.log").read_text()
+        assert "ETA" not in (root / "runs" / "tiny" / run / "metrics.jsonl").read_text()
+
+    quiet = write_project(tmp_path / "quiet", {"grid": {"train.seed": [0]}}, PROGRESS)
+    result = lab("-q", "sweep", "tiny", "--workers", "1", cwd=quiet)
+    assert result.returncode == 0 and "ETA" not in result.stdout and "progress:" not in result.stdout
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(LONG))
+    trained = lab("train", "long.yaml", "-q", "optim.max_steps=20", cwd=tmp_path)
+    assert trained.returncode == 0 and trained.stderr == "", trained.stderr
+
+
+def test_on_a_terminal_lab_train_shows_a_progress_bar_and_a_sweep_a_live_table(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("script") is None:
+        pytest.skip("no script(1) here to give lab a pseudo-terminal")
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(LONG))
+    command = f"stty cols 120 rows 40; {sys.executable} -m lab train long.yaml optim.max_steps=300"
+    shown = subprocess.run(["script", "-qc", command, "/dev/null"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    screen = shown.stdout.replace("\r", "\n")
+    assert re.search(r"resnet-8-s0: +\d+%\|.*\| \d+/300 \[", screen), screen[-2000:]
+    assert "300/300" in screen and "after 300 iterations" in screen
+    assert "iteration 100/300" not in screen  # the bar, not the lines of a log
+
+    root = write_project(tmp_path / "project", {"grid": {"train.seed": [0]}}, PROGRESS)
+    command = f"stty cols 120 rows 40; {sys.executable} -m lab sweep tiny --workers 1"
+    shown = subprocess.run(["script", "-qc", command, "/dev/null"], cwd=root, capture_output=True, text=True, timeout=300)
+    screen = shown.stdout.replace("\r", "\n")
+    assert re.search(r"tiny: study ETA \d+:\d\d", screen), screen[-2000:]  # the live table's title
+    assert re.search(r"resnet-8-s0 +\d+/800 +\d+ +\d+:\d\d", screen), screen[-2000:]  # a row of it
+    assert "[tiny] progress:" not in screen and "1/1 done" in screen
