@@ -232,7 +232,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         from lab.sweep import dry_run
 
-        dry_run(name, spec, recipe, overrides)
+        workers = args.workers if args.workers is not None else _default_workers(spec, recipe, overrides)
+        dry_run(name, spec, recipe, overrides, workers=workers)
         return 0
     if args.status:
         from lab.sweep import print_status

@@ -119,8 +119,46 @@ def training_cost(config: Config, cache: dict[tuple, tuple[int, int]]) -> float:
     return 3.0 * net_size(config, cache)[1] * config.optim.batch_size * config.optim.max_steps
 
 
-def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout) -> None:
-    """Print every trial the sweep would run with its net's size and cost, and the totals; runs and writes nothing."""
+TIMED_STEP_MAX_MACS = 5e10  # a training step costlier than this (ImageNet nets, say) is not timed on the CPU
+
+
+def step_seconds(config: Config, threads: int) -> float | None:
+    """Seconds of one training step of ``config``'s net here (forward, backward, SGD on a batch of random images
+    of the recipe's size), the fastest of 2 after a warm-up one, on ``threads`` CPU threads; None where it is not
+    timed (a GPU is what would run it, or a step too costly for the CPU)."""
+    import torch
+    import torch.nn.functional as F
+
+    from lab import nets
+    from lab.data import input_shape
+
+    channels, height, width, classes = input_shape(config.data)
+    m, batch = config.model, config.optim.batch_size
+    if packing.visible_gpus() or training_cost(config, {}) / config.optim.max_steps > TIMED_STEP_MAX_MACS:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
+        optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+        x, y = torch.randn(batch, channels, height, width), torch.randint(classes, (batch,))
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+            times.append(time.perf_counter() - start)
+        return min(times[1:])
+    finally:
+        torch.set_num_threads(before)
+
+
+def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout,
+            workers: int = 1) -> None:
+    """Print every trial the sweep would run with its net's size and cost, and the totals, and an estimate of its
+    wall time with ``workers`` trials at once (training steps timed here); runs no trial and writes nothing."""
     from lab.data import input_shape
 
     trials = planned_trials(spec, recipe, overrides)
@@ -143,6 +181,24 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
     searched = f"; searched ({', '.join(spec.search)}) shown at their lower bounds" if spec.search else ""
     print(f"[{name}] total: {_plural(len(trials), 'trial')}, {_plural(len(cost), 'distinct net')}, "
           f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
+    from lab.progress import duration
+
+    threads = packing.threads_per_trial(workers)
+    timed: dict[tuple, float | None] = {}  # seconds per step of each distinct net and batch
+    seconds = 0.0
+    for _, config in trials:
+        m = config.model
+        key = (m.arch, m.depth, m.shortcut, m.style, config.optim.batch_size, config.data.name)
+        if key not in timed:
+            timed[key] = step_seconds(config, threads)
+        if timed[key] is None:
+            print(f"[{name}] no time estimate: {config.run_name} would train on a GPU or is too large to time on "
+                  f"the CPU; the sweep shows its ETA once its first trials run", file=out)
+            return
+        seconds += timed[key] * config.optim.max_steps
+    print(f"[{name}] estimated: about {duration(seconds / min(workers, len(trials)))} of training with {workers} "
+          f"worker{'s' * (workers != 1)} ({threads} thread{'s' * (threads != 1)} each; training steps timed here, "
+          f"evaluations and start-up not counted); `lab sweep {name}` shows its ETA as it runs", file=out)
 
 
 def _plural(n: int, noun: str) -> str:

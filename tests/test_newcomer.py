@@ -266,3 +266,11 @@ def test_on_a_terminal_lab_train_shows_a_progress_bar_and_a_sweep_a_live_table(t
     assert re.search(r"tiny: study ETA \d+:\d\d", screen), screen[-2000:]  # the live table's title
     assert re.search(r"resnet-8-s0 +\d+/800 +\d+ +\d+:\d\d", screen), screen[-2000:]  # a row of it
     assert "[tiny] progress:" not in screen and "1/1 done" in screen
+
+
+def test_dry_run_estimates_the_wall_time_before_anything_runs(tmp_path):
+    root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
+    result = lab("sweep", "tiny", "--dry-run", "--workers", "2", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\[tiny\] estimated: about \d+:\d\d of training with 2 workers \(\d+ threads? each; ", result.stdout, re.M)
+    assert not (root / "runs").exists()
