@@ -457,7 +457,11 @@ class Sweep:
         except ValueError as e:  # e.g. the stored study was made with another direction
             raise ConfigError(f"study {name!r}: {e}") from None
         if self.study.metric_names != [spec.metric]:  # what optuna-dashboard and Optuna's plots call the objective
-            self.study.set_metric_names([spec.metric])
+            import warnings
+
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2: about Optuna, nothing a user can do
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names([spec.metric])
         if WANDB_GROUP not in self.study.user_attrs:  # two studies of one name (two runs folders) are two groups
             self.study.set_user_attr(WANDB_GROUP, f"{name}-{uuid.uuid4().hex[:6]}")
         self.wandb_group = self.study.user_attrs[WANDB_GROUP]
