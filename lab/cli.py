@@ -72,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("--dry-run", action="store_true",
-                   help="list every trial (run name, parameters, multiply-adds per image) and the total; run nothing")
+                   help="list every trial (run name, parameters, multiply-adds per image), the total and an estimate of "
+                   "the wall time (a few training steps of each net timed here); run no trial, write nothing")
     s.add_argument("--print-config", action="store_true",
                    help="print what every trial would run as YAML (the shared config, each trial's own values); write nothing")
     s.add_argument("--status", action="store_true", help="the study at a glance, from its storage (any machine): "
@@ -269,7 +270,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if sweep.released:  # SIGTERM alone: cancelled (scancel); its trials were handed on to the other tasks
         print(f"[{name}] SLURM job {slurm_job} stopped by {sweep.released}; its trials were handed on")
         return 0
-    took = "already finished" if not sweep.started else f"finished in {time.perf_counter() - start:.0f}s"
+    nothing_left = not sweep.started and counts["running"] == counts["remaining"] == 0
+    took = "already finished" if nothing_left else f"finished in {time.perf_counter() - start:.0f}s"
     print(
         f"[{name}] {took}: {counts['done']}/{spec.total} done, "
         + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")

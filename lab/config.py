@@ -222,7 +222,8 @@ class OptimConfig:
 
     @property
     def milestone_steps(self) -> list[int]:
-        """The milestones as iterations: fractions of ``max_steps`` rounded to the nearest iteration (at least 1)."""
+        """The milestones as iterations: a fraction f of ``max_steps`` is iteration round(f x max_steps) (Python's
+        round, halves to even), at least 1."""
         return [m if type(m) is int else max(1, round(m * self.max_steps)) for m in self.milestones]
 
 
@@ -278,6 +279,13 @@ class Config:
     track: TrackConfig = field(default_factory=TrackConfig)
 
     def __post_init__(self) -> None:
+        steps = self.optim.milestone_steps
+        _require(
+            all(a < b for a, b in zip(steps, steps[1:])),
+            "optim.milestones",
+            f"{quote(self.optim.milestones)} of optim.max_steps={self.optim.max_steps} fall on the same iterations "
+            f"{steps}; give fewer milestones or more iterations",
+        )
         _require(
             not self.optim.milestones or self.optim.milestone_steps[-1] <= self.optim.max_steps,
             "optim.milestones",
@@ -570,6 +578,16 @@ def make_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, s
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read a recipe from ``experiments/`` and apply overrides such as ``{"model.depth": 56}``."""
     return make_config(read_yaml(path, RECIPE_EXAMPLE), overrides, source=str(path))
+
+
+def canonical(config: Config) -> dict[str, Any]:
+    """What makes two configs the same run: ``to_dict()`` with milestones as iterations (``[0.75]`` of 160 is
+    ``[120]``, as a run recorded before fractions existed says) and without ``track`` (where records go and how
+    W&B mirrors them: not the run's result)."""
+    data = config.to_dict()
+    data["optim"]["milestones"] = config.optim.milestone_steps
+    del data["track"]
+    return data
 
 
 def flat(config: Config | dict[str, Any]) -> dict[str, Any]:

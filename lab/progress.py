@@ -201,13 +201,16 @@ class StudyProgress:
 
     def _loop(self) -> None:
         while not self.stop.wait(0.5):
-            measured = self._drain()
-            if self.live:
-                self.display.update(self._table())
-            elif measured and self.eta_s() is not None and (
-                    not self.last_line_s or time.monotonic() - self.last_line_s >= LINE_EVERY_S):
-                self.last_line_s = time.monotonic()  # the first line as soon as there is an ETA, then every 30 s
-                print(self.line(), file=self.out, flush=True)
+            measured = self._drain()  # always: a full queue would hold up the trial processes
+            try:
+                if self.live:
+                    self.display.update(self._table())
+                elif measured and self.eta_s() is not None and (
+                        not self.last_line_s or time.monotonic() - self.last_line_s >= LINE_EVERY_S):
+                    self.last_line_s = time.monotonic()  # the first line as soon as there is an ETA, then every 30 s
+                    print(self.line(), file=self.out, flush=True)
+            except Exception:  # a closed pipe, a full disk: progress is never worth a stopped sweep
+                pass
 
     def say(self, line: str) -> None:
         """One of the sweep's own lines (started, done, ...): above the live table on a terminal."""

@@ -36,6 +36,7 @@ WANDB_ID_FILE = "wandb-id"  # a resumed run continues the same W&B run
 # {"run", "iteration", "metric", "value", "pruner", "config", "finished"}: a sweep's pruner stopped the run there;
 # its checkpoint and metrics up to then are kept (``lab train`` with its config finishes it, and removes this file)
 PRUNED_FILE = "pruned.json"
+RECORD_FILES = {CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FAILURE_FILE, WANDB_ID_FILE, PRUNED_FILE, "wandb"}
 
 # The metrics of a run, named once. Errors are percentages; each is the last evaluation's in the summary.
 ERRORS = ("train_err", "val_err", "test_err")
@@ -148,14 +149,15 @@ def read_summary(path: Path) -> dict[str, Any] | None:
 
 
 def same_config(recorded: Any, config: Config) -> bool:
-    """Whether a recorded config is ``config``. A field added to lab after the record was written counts at its
-    default there (a run finished before ``train.precision`` existed ran at 32 bits): it is not run again."""
-    from lab.config import ConfigError, make_config
+    """Whether a recorded config is ``config``'s run (``lab.config.canonical``: milestones as iterations, ``track``
+    aside). A field added to lab after the record was written counts at its default there (a run finished before
+    ``train.precision`` existed ran at 32 bits): it is not run again."""
+    from lab.config import ConfigError, canonical, make_config
 
     if recorded == config.to_dict():
         return True
     try:
-        return isinstance(recorded, dict) and make_config(recorded).to_dict() == config.to_dict()
+        return isinstance(recorded, dict) and canonical(make_config(recorded)) == canonical(config)
     except (ConfigError, TypeError):  # written by a lab that allowed what this one refuses: not this config
         return False
 
@@ -207,6 +209,16 @@ class RunRecord:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+    def not_a_run(self) -> bool:
+        """Whether ``dir`` is something else than a run folder (a file, or a folder such as a study's ``analysis/``
+        holding none of a run record's files), which training there would wipe."""
+        if not self.dir.exists():
+            return False
+        if not self.dir.is_dir():
+            return True
+        names = {p.name for p in self.dir.iterdir()}
+        return bool(names) and not any(n in RECORD_FILES or n.endswith(DAMAGED_SUFFIX) for n in names)
 
     # config.yaml
 
@@ -369,7 +381,7 @@ class RunRecord:
     def other_config(self, config: Config) -> dict[str, tuple[Any, Any]] | None:
         """The fields (dotted: (recorded, ``config``'s)) in which the run recorded here differs from ``config``; None
         when the folder holds no readable record of another config (none, this config's, or only damaged files)."""
-        from lab.config import ConfigError, flat, make_config
+        from lab.config import ConfigError, canonical, flat, make_config
 
         recorded = None
         for read in (lambda: self.summary()["config"], lambda: read_json(self.failure_path)["config"], self.read_config):
@@ -382,10 +394,10 @@ class RunRecord:
         if not isinstance(recorded, dict) or same_config(recorded, config):
             return None
         try:
-            there = flat(make_config(recorded))
+            there = flat(canonical(make_config(recorded)))
         except (ConfigError, TypeError):  # written by a lab that allowed what this one refuses: compared as written
-            there = flat(recorded)
-        here = flat(config)
+            there = {k: v for k, v in flat(recorded).items() if not k.startswith("track.")}
+        here = flat(canonical(config))
         return {k: (there.get(k), here.get(k)) for k in {**there, **here} if there.get(k) != here.get(k)}
 
     def set_aside_damaged_summary(self) -> str | None:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import packing
-from lab.config import Config, ConfigError, make_config, quote
+from lab.config import Config, ConfigError, canonical, make_config, quote
 # The spec and its loading live in lab.spec; imported here too, where they always were.
 from lab.spec import (  # noqa: F401
     METRICS, NAMING_KEYS, PROJECT_ROOT, SweepSpec, _matches, _plain_name, _search_example, find_recipe, find_sweep,
@@ -122,6 +122,11 @@ def training_cost(config: Config, cache: dict[tuple, tuple[int, int]]) -> float:
 TIMED_STEP_MAX_MACS = 5e10  # a training step costlier than this (ImageNet nets, say) is not timed on the CPU
 
 
+def timeable(config: Config) -> bool:
+    """Whether ``step_seconds`` times a config: no GPU would train it, and a step is cheap enough for the CPU."""
+    return not packing.visible_gpus() and training_cost(config, {}) / config.optim.max_steps <= TIMED_STEP_MAX_MACS
+
+
 def step_seconds(config: Config, threads: int) -> float | None:
     """Seconds of one training step of ``config``'s net here (forward, backward, SGD on a batch of random images
     of the recipe's size), the fastest of 2 after a warm-up one, on ``threads`` CPU threads; None where it is not
@@ -134,7 +139,7 @@ def step_seconds(config: Config, threads: int) -> float | None:
 
     channels, height, width, classes = input_shape(config.data)
     m, batch = config.model, config.optim.batch_size
-    if packing.visible_gpus() or training_cost(config, {}) / config.optim.max_steps > TIMED_STEP_MAX_MACS:
+    if not timeable(config):
         return None
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -183,18 +188,19 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
           f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
     from lab.progress import duration
 
+    untimed = next((config for _, config in trials if not timeable(config)), None)
+    if untimed is not None:
+        print(f"[{name}] no time estimate: {untimed.run_name} would train on a GPU or is too large to time on "
+              f"the CPU; the sweep shows its ETA once its first trials run", file=out)
+        return
     threads = packing.threads_per_trial(workers)
-    timed: dict[tuple, float | None] = {}  # seconds per step of each distinct net and batch
+    timed: dict[tuple, float] = {}  # seconds per step of each distinct net and batch
     seconds = 0.0
     for _, config in trials:
         m = config.model
         key = (m.arch, m.depth, m.shortcut, m.style, config.optim.batch_size, config.data.name)
         if key not in timed:
             timed[key] = step_seconds(config, threads)
-        if timed[key] is None:
-            print(f"[{name}] no time estimate: {config.run_name} would train on a GPU or is too large to time on "
-                  f"the CPU; the sweep shows its ETA once its first trials run", file=out)
-            return
         seconds += timed[key] * config.optim.max_steps
     print(f"[{name}] estimated: about {duration(seconds / min(workers, len(trials)))} of training with {workers} "
           f"worker{'s' * (workers != 1)} ({threads} thread{'s' * (threads != 1)} each; training steps timed here, "
@@ -273,6 +279,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
         from lab.progress import TrialProgress
 
         reports, number = progress
+        reports.cancel_join_thread()  # a report still queued never holds up the trial's exit
         callbacks += (TrialProgress(lambda *where: reports.put((number, *where)), config.optim.batch_size),)
     import torch
 
@@ -377,17 +384,25 @@ class Reporter:
     """Tells Optuna a running trial's metric at every evaluation (``trial.report(value, iteration)``), as its
     ``metrics.jsonl`` gains rows: Optuna's intermediate values, what its pruners and plots read."""
 
-    def __init__(self, trial: Any, run_dir: Path, metric: str) -> None:
+    def __init__(self, trial: Any, run_dir: Path, metric: str, config: Config) -> None:
         from lab.records import RunRecord
 
-        self.trial, self.record, self.metric = trial, RunRecord(run_dir), metric
+        self.trial, self.record, self.metric, self.config = trial, RunRecord(run_dir), metric, config
         self.reported: dict[int, float] = {}  # iteration -> value
         self.seen: tuple | None = None
+        self.ours = False  # whether the folder holds this trial's run yet (not a replaced run's rows)
 
     def poll(self) -> bool:
         """Report the rows not reported yet; whether there were any."""
-        from lab.records import BEST_VAL_ERR
+        from lab.records import BEST_VAL_ERR, same_config
 
+        if not self.ours:  # the trial process replaces another config's record when it starts (train(overwrite))
+            try:
+                self.ours = not self.record.failure_path.exists() and same_config(self.record.read_config(), self.config)
+            except Exception:  # missing or being written
+                return False
+            if not self.ours:
+                return False
         try:
             stat = self.record.metrics_path.stat()
         except OSError:
@@ -463,7 +478,9 @@ class Sweep:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([spec.metric])
         if WANDB_GROUP not in self.study.user_attrs:  # two studies of one name (two runs folders) are two groups
-            self.study.set_user_attr(WANDB_GROUP, f"{name}-{uuid.uuid4().hex[:6]}")
+            # a study that ran before groups had ids keeps its name as its group: its runs stay together in W&B
+            older = bool(self.study.get_trials(deepcopy=False))
+            self.study.set_user_attr(WANDB_GROUP, name if older else f"{name}-{uuid.uuid4().hex[:6]}")
         self.wandb_group = self.study.user_attrs[WANDB_GROUP]
         self.storage_kind = "database" if storage and "://" in storage else "journal file"
         self.lost: set[int] = set()  # trial numbers of complete trials whose record is gone (_check_records)
@@ -493,14 +510,15 @@ class Sweep:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
         from optuna.trial import TrialState
 
-        base = make_config(self.recipe, self.spec.overrides({}, self.cli)).to_dict()
-        del base["track"]  # where records go and how W&B mirrors them may differ between machines
+        # without track (where records go and how W&B mirrors them may differ between machines), milestones as
+        # iterations (a study started with [120] goes on with [0.75] of 160)
+        base = canonical(make_config(self.recipe, self.spec.overrides({}, self.cli)))
         for key in (*self.spec.grid, *self.spec.search):
             section, _, name = key.partition(".")
             base[section].pop(name, None)
         self._check_same_settings()
         stored = self.study.user_attrs.get(BASE_CONFIG)
-        if stored is None or not self._trials(TrialState.COMPLETE, TrialState.RUNNING):
+        if stored is None or not (self._trials(TrialState.RUNNING) + self._ended()):
             # nothing ran to the end with the stored settings (say, every run diverged): the fixed ones count
             self.study.set_user_attr(BASE_CONFIG, base)
             return
@@ -525,7 +543,8 @@ class Sweep:
         in_grid = {_grid_key(p) for p in self.spec.grid_points()}
         for t in self.study.get_trials(deepcopy=False):
             point = t.user_attrs.get(GRID)
-            if point is None or _grid_key(point) not in in_grid or t.state.name not in ("COMPLETE", "RUNNING", "WAITING"):
+            taken = t.state.name in ("COMPLETE", "RUNNING", "WAITING") or (t.state.name == "PRUNED" and PRUNED_AT in t.user_attrs)
+            if point is None or _grid_key(point) not in in_grid or not taken:
                 continue
             before, now = t.user_attrs.get(SETTINGS, {}), self.spec.settings(point)
             if before != now:
@@ -739,7 +758,8 @@ class Sweep:
 
         log = self.log_dir / f"{claim.run_name}.log"
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
-        reports = (self.display.queue, claim.trial.number) if self.display is not None else None
+        display = self.display  # run() drops it when it returns, maybe while this thread still runs (a release)
+        reports = (display.queue, claim.trial.number) if display is not None else None
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu, self.wandb_group,
                 reports)
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
@@ -749,16 +769,19 @@ class Sweep:
                     return None
                 proc.start()
                 self.processes[claim.trial.number] = (proc, claim.trial)
-                if self.display is not None:
-                    self.display.started(claim.trial.number, claim.run_name, training_cost(claim.config, self.net_sizes),
-                                         claim.config.optim.batch_size, claim.config.optim.max_steps)
-                    self.display.waiting = self._waiting_cost()
+                if display is not None:
+                    display.started(claim.trial.number, claim.run_name, training_cost(claim.config, self.net_sizes),
+                                    claim.config.optim.batch_size, claim.config.optim.max_steps)
+                    display.waiting = self._waiting_cost()
             last_beat = time.time()
-            reporter = Reporter(claim.trial, run_dir_for(claim.config, claim.run_name), self.spec.metric)
+            reporter = Reporter(claim.trial, run_dir_for(claim.config, claim.run_name), self.spec.metric, claim.config)
             while proc.is_alive():
                 proc.join(timeout=1)
                 with self.lock:
-                    if reporter.poll() and self.pruning and claim.pruned is None and claim.trial.should_prune():
+                    # reported while not pruned (Optuna holds the values up to the pruner's decision) and still open
+                    # (not released or stopped meanwhile)
+                    reporting = claim.pruned is None and claim.trial.number in self.claims
+                    if reporting and reporter.poll() and self.pruning and claim.trial.should_prune():
                         claim.pruned, claim.pruned_s = reporter.last, time.time()
                         proc.terminate()  # the run keeps its record up to its last evaluation's checkpoint
                     if time.time() - last_beat > HEARTBEAT_S:
@@ -766,13 +789,13 @@ class Sweep:
                         last_beat = time.time()
                 if claim.pruned is not None and time.time() - claim.pruned_s > PRUNED_KILL_AFTER_S:
                     proc.kill()
-            if claim.pruned is None:  # pruned: Optuna holds the values up to the pruner's decision, as its users expect
-                with self.lock:
+            with self.lock:  # pruned: Optuna holds the values up to the pruner's decision, as its users expect
+                if claim.pruned is None and claim.trial.number in self.claims:
                     reporter.poll()  # the last evaluations, written just before the process ended
         finally:
             self.gpus.give_back(gpu, claim.config)
-            if self.display is not None:
-                self.display.ended(claim.trial.number)
+            if display is not None:
+                display.ended(claim.trial.number)
         self.processes.pop(claim.trial.number, None)
         # The summary, written last and atomically, is what makes a run finished: a process that
         # dies while shutting down after writing it (W&B's service, say) has still finished its run.
@@ -856,8 +879,9 @@ class Sweep:
         line = (f"[{self.name}] {c['done']}/{self.spec.total} done{pruned}, {c['running']} running, {c['failed']} failed, "
                 f"{c['remaining']} remaining")
         line += f" | {note}" if note else ""
-        if self.display is not None:
-            self.display.say(line)
+        display = self.display
+        if display is not None:
+            display.say(line)
         else:
             print(line, file=self.out, flush=True)
 

@@ -139,17 +139,21 @@ def wandb_key(metric: str) -> str:
     return f"{section}/{rest}" if section in WANDB_SECTIONS and rest else metric
 
 
-def study_group(study_dir: Path, study: str) -> str:
+def study_group(run_dir: Path, study: str) -> str:
     """The W&B group of a study of ``lab train`` runs: its name and a short id made with its folder, kept in
-    ``study_dir/wandb-group``, so that two studies of one name (in two runs folders) never share a group."""
-    path = Path(study_dir) / WANDB_GROUP_FILE
+    ``STUDY/wandb-group``, so that two studies of one name (in two runs folders) never share a group. A study
+    folder that held runs before groups had ids keeps the study's name as its group: its runs stay together."""
+    run_dir = Path(run_dir)
+    path = run_dir.parent / WANDB_GROUP_FILE
     try:
         group = path.read_text().strip()
         if group:
             return group
     except OSError:
         pass
-    group = f"{study}-{uuid.uuid4().hex[:6]}"
+    older = (run_dir / "wandb").is_dir() or any(
+        p != run_dir and RunRecord(p).config_path.is_file() for p in run_dir.parent.iterdir() if p.is_dir())
+    group = study if older else f"{study}-{uuid.uuid4().hex[:6]}"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "x") as f:  # made once: of two runs starting at once, the first one's stays
@@ -267,7 +271,7 @@ def make_wandb_mirror(
                 dir=str(Path(run_dir).resolve()),  # W&B's process may have another working directory than this one
                 project=config.track.project,
                 entity=config.track.entity,
-                group=group or study_group(Path(run_dir).parent, config.track.study),
+                group=group or study_group(Path(run_dir), config.track.study),
                 tags=tags,
                 config=wandb_config(config),
                 mode=attempt,

@@ -117,6 +117,9 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     done = files.finished(config)
     if done is not None:
         return done
+    if files.not_a_run():
+        raise ConfigError(f"{run_dir} is there and is not a run folder (none of a run record's files); give the run "
+                          f"another name (--name NAME)")
     differ = files.other_config(config)
     if differ and not overwrite:
         shown = "; ".join(f"{k}: {quote(there, 40)} there, {quote(here, 40)} here" for k, (there, here) in sorted(differ.items())[:4])
@@ -128,7 +131,6 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     if damaged_summary is not None:
         how = f"resuming {name} from its checkpoint of iteration {resume[0]}" if resume else f"training {name} again"
         note(f"{damaged_summary}; {how}")
-    files.pruned_path.unlink(missing_ok=True)  # a pruned run trained on purpose: no longer stopped early
     if resume is None:
         files.clear()
         files.write_config(config)
@@ -213,6 +215,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         "config": config.to_dict(),
     }
     files.write_summary(summary)  # the result is safe before W&B is told about it
+    files.pruned_path.unlink(missing_ok=True)  # a pruned run trained to its end on purpose: no longer stopped early
     if wandb_mirror is not None:
         wandb_mirror.sync()  # the last evaluation: its final state is saved
         # the final metrics are each metric's last (and min: best_val_err is val/err's) in W&B's summary

@@ -32,6 +32,8 @@ def test_overrides_are_typed_and_checked():
         ({"optim.milestones": [0.5, 8]}, r"optim.milestones: \[0.5, 8\] must be increasing positive iterations .* or increasing fractions"),
         ({"optim.milestones": [0.5, 1.5]}, r"optim.milestones: \[0.5, 1.5\] must be"),
         ({"optim.milestones": [20]}, r"optim.milestones: \[20\] go past optim.max_steps=10"),
+        ({"optim.max_steps": 1, "optim.milestones": [0.5, 0.75]}, r"optim.milestones: \[0.5, 0.75\] of optim.max_steps=1 "
+                                                                 r"fall on the same iterations \[1, 1\]"),
         ({"data.name": "mnist"}, r"data.name: 'mnist' is not one of digits, cifar10, cifar100"),
         ({"track.wandb": "maybe"}, r"track.wandb: 'maybe' is not one of auto, online, offline, disabled"),
         ({"optim.warmup_lr": 0.01}, r"optim.warmup_lr: set warmup_lr and warmup_steps together"),

@@ -237,7 +237,8 @@ def test_training_records_where_the_warmup_ended(tmp_path, until_err, ended, lr_
     summary = train(cfg)
     rows = [json.loads(line) for line in (run_dir_for(cfg) / "metrics.jsonl").read_text().splitlines()]
     assert summary["warmup_ended"] == ended and rows[0]["lr"] == pytest.approx(lr_at_5)
-    assert train(make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "disabled"}))["warmup_ended"] is None
+    without = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path / "no-warmup"), "track.wandb": "disabled"})
+    assert train(without)["warmup_ended"] is None
 
 
 def imagefolder_recipe(folder, **optim) -> dict:

@@ -204,7 +204,9 @@ def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):
     train = _popen(tmp_path, "train", "long.yaml")
     _, err = _interrupt_when(train, lambda: metrics.is_file() and metrics.read_text().count("\n") >= 1)
     assert train.returncode == 130
-    assert err.strip() == "lab train: interrupted (SIGINT); the same command resumes runs/adhoc/resnet-8-s0 from its last checkpoint"
+    *progress, last = [line for line in err.splitlines() if line.strip()]
+    assert last == "lab train: interrupted (SIGINT); the same command resumes runs/adhoc/resnet-8-s0 from its last checkpoint"
+    assert all(line.startswith("resnet-8-s0: iteration ") for line in progress), err  # its progress lines before
 
     root = write_project(tmp_path / "project", {"grid": {"train.seed": [0]}}, LONG)
     log = root / "runs" / "tiny" / "logs" / "resnet-8-s0.log"
@@ -274,3 +276,23 @@ def test_dry_run_estimates_the_wall_time_before_anything_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\[tiny\] estimated: about \d+:\d\d of training with 2 workers \(\d+ threads? each; ", result.stdout, re.M)
     assert not (root / "runs").exists()
+
+
+def test_a_record_of_the_same_run_is_the_same_however_its_milestones_and_tracking_are_written(tmp_path):
+    """Milestones as iterations (records before fractions) and as fractions of max_steps are one run; so are two
+    W&B modes of one run: neither is refused as another config, nor trained again."""
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY_RECIPE, "track": {"wandb": "disabled"}}))  # milestones [8]
+    assert lab("train", "tiny.yaml", cwd=tmp_path).returncode == 0
+    for override in ("optim.milestones=[0.8]", "track.wandb=offline"):
+        again = lab("train", "tiny.yaml", override, cwd=tmp_path)
+        assert again.returncode == 0 and "(already finished)" in again.stdout, again.stderr
+
+
+def test_a_run_is_not_trained_into_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    (tmp_path / "runs" / "adhoc" / "analysis").mkdir(parents=True)
+    (tmp_path / "runs" / "adhoc" / "analysis" / "README.md").write_text("a report\n")
+    result = lab("train", "tiny.yaml", "--name", "analysis", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "runs/adhoc/analysis is there and is not a run folder (none of a run record's files)" in result.stderr
+    assert (tmp_path / "runs" / "adhoc" / "analysis" / "README.md").read_text() == "a report\n"

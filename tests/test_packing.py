@@ -83,7 +83,7 @@ def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkey
         exitcode = 0
 
         def __init__(self, target, args, name):
-            started.append(args[-1])
+            started.append(args[5])  # _trial_main(config, run, log, threads, coordinator, gpu, ...)
 
         def start(self):
             pass
