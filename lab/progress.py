@@ -34,29 +34,36 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def measured_rate(trainer: pl.Trainer, start_step: int, start_s: float, batch_size: int) -> float | None:
-    """Images per second since ``start_step`` (the first step this process trained), evaluations included."""
-    steps, elapsed = trainer.global_step - start_step, time.perf_counter() - start_s
-    return steps * batch_size / elapsed if steps > 0 and elapsed > 0 else None
+class _Throughput(pl.Callback):
+    """Images per second since this process began training (a resumed run: since it resumed), evaluations included."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.start_step, self.start_s = batch_size, 0, time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_step, self.start_s = trainer.global_step, time.perf_counter()
+
+    def rate(self, trainer: pl.Trainer) -> float | None:
+        steps, elapsed = trainer.global_step - self.start_step, time.perf_counter() - self.start_s
+        return steps * self.batch_size / elapsed if steps > 0 and elapsed > 0 else None
 
 
-class TrialProgress(pl.Callback):
+class TrialProgress(_Throughput):
     """In a trial process: ``send(iteration, max_steps, images_per_s)`` every ``SEND_EVERY_S`` and after each
     evaluation (``send`` puts it on the coordinator's queue)."""
 
     def __init__(self, send: Callable[[int, int, float | None], None], batch_size: int) -> None:
-        self.send, self.batch_size = send, batch_size
-        self.start_step, self.start_s, self.last_s = 0, time.perf_counter(), 0.0
+        super().__init__(batch_size)
+        self.send, self.last_s = send, 0.0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_step, self.start_s = trainer.global_step, time.perf_counter()
+        super().on_train_start(trainer, pl_module)
         self._send(trainer)
 
     def _send(self, trainer: pl.Trainer) -> None:
         self.last_s = time.perf_counter()
         try:
-            self.send(trainer.global_step, trainer.max_steps, measured_rate(trainer, self.start_step, self.start_s,
-                                                                             self.batch_size))
+            self.send(trainer.global_step, trainer.max_steps, self.rate(trainer))
         except Exception:  # the coordinator's queue is gone: progress is never worth a failed run
             pass
 
@@ -68,18 +75,15 @@ class TrialProgress(pl.Callback):
         self._send(trainer)
 
 
-class EvaluationLines(pl.Callback):
+class EvaluationLines(_Throughput):
     """``lab train`` outside a terminal: one line per evaluation on stderr (iteration, errors, images/s, ETA)."""
 
     def __init__(self, run: str, batch_size: int, out: Any = None) -> None:
-        self.run, self.batch_size, self.out = run, batch_size, out or sys.stderr
-        self.start_step, self.start_s = 0, time.perf_counter()
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_step, self.start_s = trainer.global_step, time.perf_counter()
+        super().__init__(batch_size)
+        self.run, self.out = run, out or sys.stderr
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rate = measured_rate(trainer, self.start_step, self.start_s, self.batch_size)
+        rate = self.rate(trainer)
         left = (trainer.max_steps - trainer.global_step) * self.batch_size / rate if rate else None
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_err", "val_err")}
         errors = "".join(f", {k} {v:.2f}%" for k, v in metrics.items())

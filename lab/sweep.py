@@ -122,15 +122,14 @@ def training_cost(config: Config, cache: dict[tuple, tuple[int, int]]) -> float:
 TIMED_STEP_MAX_MACS = 5e10  # a training step costlier than this (ImageNet nets, say) is not timed on the CPU
 
 
-def timeable(config: Config) -> bool:
-    """Whether ``step_seconds`` times a config: no GPU would train it, and a step is cheap enough for the CPU."""
-    return not packing.visible_gpus() and training_cost(config, {}) / config.optim.max_steps <= TIMED_STEP_MAX_MACS
+def timeable(config: Config, cache: dict[tuple, tuple[int, int]]) -> bool:
+    """Whether ``step_seconds`` can time a config here: no GPU would train it, and a step is cheap enough for the CPU."""
+    return not packing.visible_gpus() and training_cost(config, cache) / config.optim.max_steps <= TIMED_STEP_MAX_MACS
 
 
-def step_seconds(config: Config, threads: int) -> float | None:
+def step_seconds(config: Config, threads: int) -> float:
     """Seconds of one training step of ``config``'s net here (forward, backward, SGD on a batch of random images
-    of the recipe's size), the fastest of 2 after a warm-up one, on ``threads`` CPU threads; None where it is not
-    timed (a GPU is what would run it, or a step too costly for the CPU)."""
+    of the recipe's size), the fastest of 2 after a warm-up one, on ``threads`` CPU threads (``timeable`` first)."""
     import torch
     import torch.nn.functional as F
 
@@ -139,8 +138,6 @@ def step_seconds(config: Config, threads: int) -> float | None:
 
     channels, height, width, classes = input_shape(config.data)
     m, batch = config.model, config.optim.batch_size
-    if not timeable(config):
-        return None
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -188,7 +185,7 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
           f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
     from lab.progress import duration
 
-    untimed = next((config for _, config in trials if not timeable(config)), None)
+    untimed = next((config for _, config in trials if not timeable(config, cost)), None)
     if untimed is not None:
         print(f"[{name}] no time estimate: {untimed.run_name} would train on a GPU or is too large to time on "
               f"the CPU; the sweep shows its ETA once its first trials run", file=out)
