@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from lab import nets
-from lab.config import Config, ConfigError, ModelConfig, from_dict
+from lab.config import Config, ConfigError, ModelConfig, from_dict, quote
 from lab.data import TENSOR_SHAPES, EvalBatches, load_dataset
-from lab.records import RunRecord
+from lab.records import RunRecord, UnsafeCheckpoint
 
 EVAL_BATCH = 500
 
@@ -75,7 +75,11 @@ def layer_responses(runs: pd.DataFrame, device: str | None = None) -> tuple[pd.D
     rows, notes, datasets = [], [], {}
     for run in runs.itertuples():
         record = RunRecord(run.run_dir)
-        cfg = from_dict(Config, record.read_config())
+        try:
+            cfg = from_dict(Config, record.read_config())
+        except ConfigError as e:  # damaged or hostile: its file is named, and the run left out
+            notes.append(f"{run.run}: {e}" if str(record.config_path) in str(e) else f"{run.run}: {record.config_path}: {e}")
+            continue
         if cfg.data.name not in TENSOR_SHAPES or not record.checkpoint_path.is_file():
             notes.append(f"{run.run}: no {record.checkpoint_path.name}" if cfg.data.name in TENSOR_SHAPES
                          else f"{run.run}: dataset {cfg.data.name} has no test split that lab.data loads here")
@@ -88,7 +92,12 @@ def layer_responses(runs: pd.DataFrame, device: str | None = None) -> tuple[pd.D
             notes.append(f"{run.run}: {e}")
             continue
         data = datasets[key]
-        net = _load_net(record, cfg.model, data.in_channels, data.num_classes, device)
+        try:
+            net = _load_net(record, cfg.model, data.in_channels, data.num_classes, device)
+        except Exception as e:  # UnsafeCheckpoint (never unpickled), or torn: torch raises many kinds
+            reason = str(e) if isinstance(e, UnsafeCheckpoint) else f"{record.checkpoint_path}: unreadable ({quote(str(e), 100)})"
+            notes.append(f"{run.run}: {reason}")
+            continue
         stds = response_stds(net, EvalBatches(data.test, data.mean, data.std, EVAL_BATCH))
         names = [name for name, _ in response_layers(net)]
         rows += [{"run": run.run, "arch": run.arch, "depth": run.depth, "shortcut": run.shortcut, "seed": run.seed,

@@ -169,11 +169,11 @@ def _default_workers(spec, recipe, overrides: dict) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lab.config import ConfigError, load_config
+    from lab.config import ConfigError, load_config, name_problem
 
     config = load_config(args.config, _overrides(args.overrides))  # before the heavy imports: errors come fast
-    if args.name is not None and (not args.name or "/" in args.name or args.name in (".", "..")):
-        raise ConfigError(f"--name: {args.name!r} is not a folder name (e.g. --name resnet-56-lr0.05)")
+    if args.name is not None and name_problem(args.name):
+        raise ConfigError(f"--name: {name_problem(args.name)} (e.g. --name resnet-56-lr0.05)")
     if args.print_config:
         from lab.config import config_yaml
 
@@ -182,11 +182,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(config_yaml(config.to_dict()), end="")
         return 0
     from lab.records import RunFailed, RunRecord, run_dir_for
-    from lab.train import train
-
-    from lab.train import EXIT_INTERRUPTED, interrupt_note
+    from lab.train import EXIT_INTERRUPTED, interrupt_note, train
 
     run_dir = run_dir_for(config, args.name)
+    RunRecord(run_dir).check_folders(config.track.follow_symlinks)
     already = RunRecord(run_dir).finished(config) is not None
     interrupted = interrupt_note(f"lab train: interrupted (SIGINT); the same command resumes {run_dir} from its last "
                                  "checkpoint", sys.stderr)

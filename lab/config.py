@@ -36,6 +36,33 @@ class ConfigError(ValueError):
     """A configuration or sweep spec that cannot be used; the message names the field and the fix."""
 
 
+def name_problem(name: Any) -> str | None:
+    """What keeps ``name`` from being one folder name of lab's (a study, sweep or run): None when nothing does.
+
+    One path component, printable: not empty, ``.`` or ``..``, without ``/``, ``\\``, NUL, control characters or
+    newlines (which would escape the runs folder, or break a generated script or a printed line), at most 200
+    characters.
+    """
+    if not isinstance(name, str) or not name:
+        return "is empty" if name == "" else f"{quote(name)} is not a name"
+    if name in (".", ".."):
+        return f"{name!r} is not a folder name (it names a folder above or at runs_dir)"
+    bad = next((c for c in name if c in "/\\" or not c.isprintable()), None)
+    if bad is not None:
+        return f"{quote(name)} holds {bad!r}; a name is one folder name of printable characters, without / or \\"
+    if len(name) > 200:
+        return f"{quote(name)} is {len(name)} characters long, longer than a folder name should be (200)"
+    return None
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` if it can be a folder name of lab's (``name_problem``); else ``ConfigError`` naming ``what``."""
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(f"{what}: {problem}")
+    return name
+
+
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {message}")
@@ -264,10 +291,12 @@ class TrackConfig:
     wandb: str = "auto"  # auto: online when an API key is configured, else offline | online | offline | disabled
     project: str = "lab"
     entity: str | None = None
+    # write through a study or run folder that is a symbolic link (refused otherwise: lab.records.check_folder)
+    follow_symlinks: bool = False
 
     def __post_init__(self) -> None:
         _require(self.wandb in WANDB_MODES, "track.wandb", f"{quote(self.wandb)} is not one of {', '.join(WANDB_MODES)}")
-        _require(bool(self.study) and "/" not in self.study, "track.study", f"{quote(self.study)} is not a folder name")
+        check_name(self.study, "track.study")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -48,7 +49,16 @@ SUMMARY_METRICS = (*ERRORS, BEST_VAL_ERR, *LOSSES)  # every metric of a summary:
 SUMMARY_KEYS = ("run", "arch", "depth", "shortcut", "seed", "dataset", "params", *ERRORS, "steps", "config")
 SUMMARY_NUMBERS = ("depth", "seed", "params", *ERRORS, "steps")
 
+# Record files are small (a summary is a few KB, metrics a few hundred bytes per evaluation): anything far larger is
+# refused before it is read, as hostile YAML is (lab.config.MAX_FILE_BYTES).
+MAX_JSON_BYTES = 16_000_000  # summary.json, failure.json, pruned.json
+MAX_RECORD_BYTES = 512_000_000  # metrics.jsonl: a million evaluations
+
 CHECKPOINT_KEYS = ("global_step", "state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks")
+
+
+class UnsafeCheckpoint(ValueError):
+    """A checkpoint that ``torch.load(weights_only=True)`` refuses: it holds objects that would run code when read."""
 
 
 class RunFailed(RuntimeError):
@@ -57,6 +67,25 @@ class RunFailed(RuntimeError):
     def __init__(self, run: str, reason: str, run_dir: Path) -> None:
         super().__init__(f"{run} {reason}")
         self.run, self.reason, self.run_dir = run, reason, Path(run_dir)
+
+
+def check_folder(path: Path, what: str, follow_symlinks: bool = False,
+                 fix: str = "give another track.runs_dir (--runs-dir) or another name") -> None:
+    """Refuse (``ConfigError``) a folder lab would write in that is a symbolic link (unless ``follow_symlinks``), is a
+    file, or lies under a file."""
+    from lab.config import ConfigError
+
+    path = Path(path)
+    if path.is_symlink() and not follow_symlinks:
+        raise ConfigError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); lab writes and deletes "
+                          f"only inside its own folders, so it is refused: point track.runs_dir (--runs-dir) at the "
+                          f"real folder, or set track.follow_symlinks=true to write through the link")
+    above = path
+    while not os.path.lexists(above) and above != above.parent:
+        above = above.parent
+    if os.path.lexists(above) and not above.is_dir():
+        where = f"the {what} is a file" if above == path else f"a file, where the {what} {path} would go"
+        raise ConfigError(f"{above}: {where}, not a folder; {fix}")
 
 
 def run_dir_for(config: Config, name: str | None = None) -> Path:
@@ -70,27 +99,40 @@ def note(message: str) -> None:
 
 # Writing and reading files -----------------------------------------------------------------------------------------
 
+def _create_new(path: Path, mode: int = 0o644) -> int:
+    """A new, empty file at ``path``, opened for writing; whatever was there (a ``.tmp`` left by a killed process,
+    or one planted as a symbolic link to another file) is removed first (a link goes, never what it points to),
+    and the file is made with ``O_EXCL | O_NOFOLLOW``: a write never follows a link out of the folder."""
+    path.unlink(missing_ok=True)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+
+
 def write_atomic_with(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)``, then rename ``tmp`` to ``path``: a reader (or a crash) never sees half a file; a failed write
-    (a full disk) leaves no ``.tmp``. A ``.tmp`` left by a killed process is simply overwritten."""
+    (a full disk) leaves no ``.tmp``. ``tmp`` is made new (``_create_new``) before ``write`` opens it."""
     tmp = path.with_name(path.name + ".tmp")
     try:
+        os.close(_create_new(tmp))
         write(tmp)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # a link planted at ``path`` is replaced itself: its target is untouched
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write, then rename (``write_atomic_with``), the data on disk before the name points at it."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to a new ``.tmp`` (``_create_new``), on disk, then rename it to ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = _create_new(tmp, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())  # the data is on disk before the name points at it (a power cut, not only a crash)
-
-    write_atomic_with(path, write)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -98,14 +140,34 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads``, with nesting too deep for Python's parser (``[[[[...`` thousands of levels) a ValueError
+    like any other unreadable JSON, not a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested too deeply (more than Python's {sys.getrecursionlimit()} levels)") from None
+
+
+def read_text(path: Path, limit: int = MAX_RECORD_BYTES) -> str:
+    """A record file's text (UTF-8); one larger than ``limit`` is refused (ValueError) before it is read."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ValueError(f"{size / 1e6:.0f} MB, larger than a record file can be ({limit / 1e6:.0f} MB)")
+        return f.read().decode()
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON record file; raises OSError or ValueError (also for nesting too deep, or a file too large)."""
+    return loads_json(read_text(Path(path), MAX_JSON_BYTES))
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append ``line`` with one write; a failed or short write (a full disk) is undone, so no torn line is left."""
+    """Append ``line`` with one write; a failed or short write (a full disk) is undone, so no torn line is left.
+    A link at ``path`` is not followed (``O_NOFOLLOW``: an OSError)."""
     data = line.encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size
         try:
@@ -197,6 +259,23 @@ class RunRecord:
 
     # The folder
 
+    def check_folders(self, follow_symlinks: bool = False) -> None:
+        """Refuse (``ConfigError``, one line) a run folder, or its study folder, that is a symbolic link (training would
+        write and delete where it points: unless ``follow_symlinks``, ``track.follow_symlinks``) or is not a folder."""
+        check_folder(self.dir.parent, "study folder", follow_symlinks)
+        check_folder(self.dir, "run folder", follow_symlinks)
+
+    def set_aside_links(self) -> None:
+        """Set aside (``NAME.damaged``, one line each) every symbolic link directly in the run folder: lab writes
+        none, and writing through one (``metrics.jsonl`` appended to, ``wandb/`` filled) would write outside it."""
+        if not self.dir.is_dir():
+            return
+        for path in sorted(self.dir.iterdir()):
+            if path.is_symlink() and not path.name.endswith(DAMAGED_SUFFIX):
+                target = os.readlink(path)
+                damaged = set_aside(path)
+                note(f"{path}: a symbolic link (to {target}), which lab never writes; set aside as {damaged.name}")
+
     def clear(self) -> None:
         """Empty the run folder for a fresh start, keeping set-aside damaged files (for inspection; never read again)."""
         if not self.dir.exists():
@@ -223,25 +302,31 @@ class RunRecord:
     # config.yaml
 
     def write_config(self, config: Config) -> None:
-        self.config_path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_atomic(self.config_path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
-    def read_config(self) -> Any:
-        """The recorded config as written (a dict); raises OSError, UnicodeDecodeError or yaml.YAMLError."""
-        return yaml.safe_load(self.config_path.read_text())
+    def read_config(self) -> dict[str, Any]:
+        """The recorded config as written (a mapping), read by lab's hardened YAML loader (``lab.config.read_yaml``:
+        sizes, nesting and aliases bounded); raises ``ConfigError`` naming the file."""
+        from lab.config import read_yaml
+
+        return read_yaml(self.config_path, example="the config.yaml lab writes into a run folder")
 
     # wandb-id
 
     def new_wandb_id(self) -> str:
         """A new W&B run id for this run (a fresh start: a new W&B run)."""
         run_id = uuid.uuid4().hex[:12]
-        self.wandb_id_path.write_text(run_id)
+        write_atomic(self.wandb_id_path, run_id)
         return run_id
 
     def wandb_id(self) -> str:
         """This run's W&B run id; a new one if it is lost (the W&B mirror then goes on in a new run)."""
         if self.wandb_id_path.is_file():
-            run_id = self.wandb_id_path.read_text().strip()
-            if run_id:
+            try:
+                run_id = read_text(self.wandb_id_path, 1000).strip()
+            except (OSError, ValueError):
+                run_id = ""
+            if run_id.isalnum() and run_id.isascii():  # W&B's ids: anything else is not one lab wrote
                 return run_id
         return self.new_wandb_id()
 
@@ -265,14 +350,14 @@ class RunRecord:
         path = self.metrics_path
         rows: list[dict[str, Any]] = []
         last = None  # the iteration of the last readable row
-        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        for number, line in enumerate(read_text(path).splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
                 if not isinstance(row, dict) or not isinstance(row.get("iteration", 0), (int, float)):
                     raise ValueError("not a row")
-            except ValueError:  # also UnicodeDecodeError
+            except ValueError:
                 if last is not None and last >= resume_at:
                     note(f"{path}: line {number} is unreadable (torn by a crash?); it comes after the checkpoint of "
                          f"iteration {resume_at}, so it is dropped and {name} resumes")
@@ -291,7 +376,7 @@ class RunRecord:
         (torn by a crash, say) is a problem, and so is a missing or unreadable file."""
         path = self.metrics_path
         try:
-            text = path.read_text()
+            text = read_text(path)
         except FileNotFoundError:
             return [], [f"{path} is missing"]
         except (OSError, ValueError) as e:
@@ -301,9 +386,10 @@ class RunRecord:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = loads_json(line)
             except ValueError as e:
-                problems.append(f"{path} line {number} is not readable ({e.msg}: column {e.colno})")
+                problem = f"{e.msg}: column {e.colno}" if isinstance(e, json.JSONDecodeError) else why(e)
+                problems.append(f"{path} line {number} is not readable ({problem})")
                 continue
             if not (isinstance(row, dict) and "iteration" in row and all(_is_number(v) for v in row.values())
                     and math.isfinite(row["iteration"])):
@@ -315,10 +401,22 @@ class RunRecord:
     # last.ckpt
 
     def load_checkpoint(self, map_location: Any = "cpu") -> Any:
-        """The checkpoint, as ``torch.load`` reads it (imports torch)."""
+        """The checkpoint, as ``torch.load(weights_only=True)`` reads it (imports torch): tensors, containers and
+        numbers only, never code. A checkpoint that holds anything else (a pickled object, which would run code as
+        it is read) raises ``UnsafeCheckpoint``; a torn one raises what torch raises."""
+        import pickle
+
         import torch
 
-        return torch.load(self.checkpoint_path, map_location=map_location, weights_only=False)
+        try:
+            return torch.load(self.checkpoint_path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:  # what torch raises for a global outside the allow-list
+            if "weights only" not in str(e).lower():
+                raise
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            what = f"a pickled {found.group(1)}" if found else "pickled objects"
+            raise UnsafeCheckpoint(f"{self.checkpoint_path}: holds {what}, which would run code as it is read, "
+                                   f"not only weights; refused unread") from None
 
     def checkpoint_step(self) -> int:
         """The iteration of the checkpoint, read whole (a torn file fails here, and not halfway into a resume)."""
@@ -334,17 +432,19 @@ class RunRecord:
         starts again from iteration 0: never a failure that repeats on every rerun. A run that failed
         (``failure.json``) starts again too.
         """
+        from lab.config import ConfigError
+
         ckpt, metrics = self.checkpoint_path, self.metrics_path
         if self.failure_path.exists() or not (ckpt.is_file() and self.config_path.is_file()):
             return None
         try:
             if not same_config(self.read_config(), config):
                 return None  # another config: replaced
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except ConfigError:
             return None  # unreadable: not known to be this config
         try:
             resume_at = self.checkpoint_step()
-        except Exception as e:  # torch raises many kinds for a torn file
+        except Exception as e:  # torch raises many kinds for a torn file; UnsafeCheckpoint for a hostile one
             damaged = set_aside(ckpt)
             reason = " ".join(str(e).split())[:120] or type(e).__name__
             note(f"{ckpt}: unreadable ({reason}); set aside as {damaged.name}; {name} starts again from iteration 0")
@@ -387,7 +487,7 @@ class RunRecord:
         for read in (lambda: self.summary()["config"], lambda: read_json(self.failure_path)["config"], self.read_config):
             try:
                 recorded = read()
-            except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):  # missing or damaged: the next one
+            except (OSError, ValueError, TypeError, KeyError):  # missing or damaged (ConfigError too): the next one
                 continue
             if isinstance(recorded, dict):
                 break

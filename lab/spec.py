@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import ConfigError, _key, from_dict, make_config, quote, read_yaml
+from lab.config import ConfigError, _key, check_name, from_dict, make_config, quote, read_yaml
 from lab.records import SUMMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -187,7 +187,7 @@ def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
             names[run] = point
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    return path.stem, spec, recipe
+    return check_name(path.stem, f"{path}: the sweep's name (its file name, the study's folder)"), spec, recipe
 
 
 def _search_example(spec: SweepSpec) -> dict[str, Any]:

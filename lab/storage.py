@@ -67,14 +67,15 @@ def check_journal(path: Path, repair: bool = False) -> None:
     for number, line in enumerate(lines, start=1):
         try:
             json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
             raise ConfigError(
                 f"{path}: line {number} is damaged (not a journal entry), so the study cannot be read; "
                 f"restore the file from a backup, or move it aside to start the study afresh "
                 f"(finished runs are kept and reused)"
             ) from None
     if torn and repair:
-        with open(f"{path}.torn", "ab") as f:
+        fd = os.open(f"{path}.torn", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "ab") as f:
             f.write(torn + b"\n")
         os.truncate(path, len(data) - len(torn))
         print(
@@ -127,13 +128,25 @@ def _safe_url(url: str) -> str:
         return url.split("@")[-1]
 
 
-def make_storage(url: str | None, study_dir: Path) -> Any:
-    """A journal file under the study folder by default (no server); a database URL for many machines."""
+def make_storage(url: str | None, study_dir: Path, follow_symlinks: bool = False) -> Any:
+    """A journal file under the study folder by default (no server); a database URL for many machines.
+
+    The default journal is never a symbolic link (unless ``follow_symlinks``), nor is the folder of a given one a file.
+    """
     import optuna
     from optuna.storages import JournalStorage
 
     if url is None or "://" not in url:
+        from lab.records import check_folder
+
         path = Path(url) if url else study_dir / "optuna.journal"
+        if url is None and path.is_symlink() and not follow_symlinks:
+            raise ConfigError(f"{path}: the study's journal is a symbolic link (to {os.readlink(path)}); lab writes "
+                              f"only inside its own folders: replace it by the file, or set track.follow_symlinks=true")
+        if path.is_dir():
+            raise ConfigError(f"--storage: {path} is a folder; give a journal file (e.g. {path / 'optuna.journal'}) "
+                              f"or a database URL")
+        check_folder(path.parent, "journal's folder", follow_symlinks=True, fix="give --storage another journal file")  # a given path may be anywhere
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(_journal_backend_class()(str(path)))
     try:

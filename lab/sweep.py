@@ -57,6 +57,7 @@ from lab.spec import (  # noqa: F401
     load_sweep, planned_trials,
 )
 from lab.progress import QUIET_ENV, StudyProgress
+from lab.records import check_folder
 from lab.storage import StorageUnavailable, disk_full, make_storage
 
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
@@ -250,7 +251,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
 
     os.environ.update(trial_environment(gpu))
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
     except OSError as e:
         os._exit(EXIT_DISK_FULL if disk_full(e) else 1)
     os.dup2(fd, 1)
@@ -452,11 +453,13 @@ class Sweep:
         self.linger = slurm_job is not None  # a SLURM task stays while others run, to take over lost trials
         self.released: str | None = None  # the signal that released this coordinator's trials
         self.cli = {**(overrides or {}), "track.study": name}  # the command line's overrides, for every trial
-        runs_dir = Path(make_config(recipe, spec.overrides({}, self.cli)).track.runs_dir)
-        self.study_dir = runs_dir / name
+        track = make_config(recipe, spec.overrides({}, self.cli)).track
+        self.study_dir = Path(track.runs_dir) / name
         self.log_dir = self.study_dir / "logs"  # made when trials start: a command refused here leaves nothing
+        for folder, what in ((self.study_dir, "study folder"), (self.log_dir, "study's logs folder")):
+            check_folder(folder, what, track.follow_symlinks)  # no write follows a link out of the runs folder
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        opened = make_storage(storage, self.study_dir)
+        opened = make_storage(storage, self.study_dir, track.follow_symlinks)
         try:
             self.study = optuna.create_study(
                 study_name=name,

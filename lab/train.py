@@ -114,6 +114,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     name = run_name or config.run_name
     run_dir = run_dir_for(config, name)
     files = RunRecord(run_dir)
+    files.check_folders(config.track.follow_symlinks)
     done = files.finished(config)
     if done is not None:
         return done
@@ -126,6 +127,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
         raise ConfigError(f"{run_dir} holds a run of another config ({shown}{more}); to keep both, give this one "
                           f"another track.study=NAME or --name NAME; to replace it, --overwrite")
+    files.set_aside_links()
     damaged_summary = files.set_aside_damaged_summary()
     resume = files.resume_point(config, name)
     if damaged_summary is not None:
@@ -173,7 +175,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     )
     device = trainer.strategy.root_device
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else files.checkpoint_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else files.checkpoint_path,
+                    weights_only=True)  # never code from a checkpoint (RunRecord.load_checkpoint read it so already)
         module.check_finite()  # the iterations since the last check
         if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
             raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")
