@@ -7,6 +7,7 @@ checked, and so is the study: each COMPLETE trial of its Optuna study must have 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,9 +99,9 @@ def _complete_trials(runs_dir: Path, study: str, storage: str | None) -> list[Tr
     if storage is None and not journal.is_file():
         return []
     if storage is not None and "://" not in storage and not Path(storage).is_file():
-        raise ConfigError(f"--storage: no journal file {storage}; give the file or URL that `lab sweep {study} --storage` took")
+        raise ConfigError(f"--storage: no journal file {storage}; give the file or URL that `lab sweep {shlex.quote(study)} --storage` took")
     if storage is not None and storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).is_file():
-        raise ConfigError(f"--storage: no database file {storage[len('sqlite:///'):]}; give the URL that `lab sweep {study} --storage` took")
+        raise ConfigError(f"--storage: no database file {storage[len('sqlite:///'):]}; give the URL that `lab sweep {shlex.quote(study)} --storage` took")
     import optuna
     from optuna.trial import TrialState
 
@@ -113,7 +114,7 @@ def _complete_trials(runs_dir: Path, study: str, storage: str | None) -> list[Tr
         loaded = optuna.load_study(study_name=study, storage=make_storage(storage, journal.parent))
         complete = loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     except KeyError:
-        raise ConfigError(f"{where} holds no study {study!r}: pass the --storage that `lab sweep {study}` took") from None
+        raise ConfigError(f"{where} holds no study {study!r}: pass the --storage that `lab sweep {shlex.quote(study)}` took") from None
     except ConfigError:
         raise
     except Exception as e:  # a database that does not answer, a journal that cannot be read
@@ -180,12 +181,12 @@ def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> Config
     study_dir = Path(runs_dir) / study
     also = f" ({len(failed)} failed: {', '.join(f'{r} ({why})' for r, why in failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""
     if study_dir.is_dir() or study in known_sweeps():
-        return ConfigError(f"no finished runs under {study_dir}{also}: run `lab sweep {study}` first, or pass --runs-dir")
+        return ConfigError(f"no finished runs under {study_dir}{also}: run `lab sweep {shlex.quote(study)}` first, or pass --runs-dir")
     studies = sorted(p.name for p in Path(runs_dir).glob("*/") if p.is_dir()) if Path(runs_dir).is_dir() else []
     where = f"the studies there: {', '.join(studies)}" if studies else "none there yet"
     hint = did_you_mean(study, studies)
     if not hint and (sweeps := close_names(study, known_sweeps())):  # a sweep of that name, not run here yet
-        hint = f"; did you mean the sweep {sweeps[0]}? run `lab sweep {sweeps[0]}` first"
+        hint = f"; did you mean the sweep {sweeps[0]}? run `lab sweep {shlex.quote(sweeps[0])}` first"
     return ConfigError(f"no study {study!r} under {runs_dir}{hint} ({where}); start one with `lab sweep NAME`, "
                        f"or pass --runs-dir")
 

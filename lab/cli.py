@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -64,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=_examples("lab sweep depth-study", "lab sweep depth-study --dry-run optim.max_steps=80",
                                         "lab sweep digits-lr --storage postgresql://user@db-host/lab --launcher slurm --tasks 4"))
     s.add_argument("name", help="a sweep in sweeps/, e.g. depth-study").complete = SWEEP_COMPLETION
-    s.add_argument("--storage", help="Optuna storage: a database URL such as postgresql://user@host/db to share "
-                   "the study between machines, or a journal file path (default: runs/NAME/optuna.journal)")
+    s.add_argument("--storage", default=os.environ.get("LAB_STORAGE") or None,
+                   help="Optuna storage: a database URL such as postgresql://user@host/db to share the study between "
+                   "machines, or a journal file path (default: $LAB_STORAGE, else runs/NAME/optuna.journal); keep a "
+                   "password out of it: ~/.pgpass, or LAB_STORAGE in the environment")
     s.add_argument("--workers", type=int, default=None,
                    help="parallel trial processes here (default: one per CPU core up to 8 without a GPU; with GPUs, "
                    "up to 4 small nets per GPU: lab/packing.py)")
@@ -97,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("name", help="the study (sweep) name, e.g. depth-study").complete = STUDY_COMPLETION
     a.add_argument("--runs-dir", default="runs", help="folder of run records (default: runs)")
     a.add_argument("--out", help="output folder (default: runs/NAME/analysis)")
-    a.add_argument("--storage", help="the study's Optuna storage, as `lab sweep --storage` took it, to check that every "
-                   "finished trial left its run (default: runs/NAME/optuna.journal when it exists)")
+    a.add_argument("--storage", default=os.environ.get("LAB_STORAGE") or None,
+                   help="the study's Optuna storage, as `lab sweep --storage` took it, to check that every finished "
+                   "trial left its run (default: $LAB_STORAGE, else runs/NAME/optuna.journal when it exists)")
     a.add_argument("--responses-axis", choices=("auto", "log", "linear"), default="auto",
                    help="Figure 7's std axis: log, linear, or auto (log when the responses span more than 10x; default)")
     a.add_argument("--partial", action="store_true",
@@ -274,11 +278,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(
         f"[{name}] {took}: {counts['done']}/{spec.total} done, "
         + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
-        + f"{counts['failed']} failed; records in {sweep.study_dir}; next: lab analyze {name}"
-        + (f" --runs-dir {args.runs_dir}" if args.runs_dir else "")
+        + f"{counts['failed']} failed; records in {sweep.study_dir}; next: "
+        + shlex.join(["lab", "analyze", name, *(["--runs-dir", args.runs_dir] if args.runs_dir else [])])
     )
     if any(sweep.study_dir.glob("*/wandb/offline-run-*")):
-        print(f"[{name}] W&B runs were written offline; upload them with: wandb sync {sweep.study_dir}/*/wandb/offline-run-*")
+        print(f"[{name}] W&B runs were written offline; upload them with: wandb sync "
+              f"{shlex.quote(str(sweep.study_dir))}/*/wandb/offline-run-*")
     if counts["failed"]:
         print(f"[{name}] run the same command again to retry the failed trials", file=sys.stderr)
         return 1
@@ -288,6 +293,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, overrides: dict) -> int:
     """``--launcher slurm``: queue the study's points here (errors come now, not in a job), then submit the tasks."""
     from lab.slurm import SlurmOptions, check_storage, submit
+    from lab.storage import PASSWORD_HINT, has_password, shown
     from lab.sweep import Sweep
 
     storage = check_storage(args.storage)
@@ -297,28 +303,33 @@ def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, ov
     sweep = Sweep(name, spec, recipe, storage=storage, workers=1, overrides=overrides)
     added = sweep.queue()
     runs_dir = sweep.study_dir.parent.resolve()
-    task = [sys.executable, "-m", "lab", "sweep", args.name, "--storage", storage, "--runs-dir", str(runs_dir), "--task"]
+    secret = has_password(storage)  # then the URL reaches the tasks in a file only they read (lab.slurm.submit)
+    task = [sys.executable, "-m", "lab", "sweep", args.name, *([] if secret else ["--storage", storage]),
+            "--runs-dir", str(runs_dir), "--task"]
     task += ["--workers", str(args.workers)] if args.workers is not None else []
     task += ["--wandb", args.wandb] if args.wandb else []
     task += [item for item in args.overrides if not item.startswith("track.runs_dir=")]
-    job = submit(sweep, task, options)
+    job = submit(sweep, task, options, storage if secret else None)
     counts = sweep.counts()
     print(f"[{name}] submitted SLURM job {job}: {options.tasks} task{'s' if options.tasks != 1 else ''} for "
           f"{counts['remaining'] + counts['running']} of {spec.total} points ({added} newly queued); records in {sweep.study_dir}; "
-          f"logs in {sweep.study_dir / 'slurm'}; follow it with: lab sweep {args.name} --status --storage {storage}"
-          + (f" --runs-dir {args.runs_dir}" if args.runs_dir else ""))
+          f"logs in {sweep.study_dir / 'slurm'}; follow it with: "
+          + shlex.join(["lab", "sweep", args.name, "--status", "--storage", shown(storage),
+                        *(["--runs-dir", args.runs_dir] if args.runs_dir else [])])
+          + (f" ({PASSWORD_HINT})" if secret else ""))
     return 0
 
 
 def _resume_command(args: argparse.Namespace) -> str:
     """The ``lab sweep`` command line that carries on where this one stopped."""
-    import shlex
-
     words = ["lab", "sweep", args.name]
+    from lab.storage import PASSWORD_HINT, has_password, shown
+
     for option in ("storage", "runs_dir", "wandb", "workers"):
         if getattr(args, option) is not None:
             words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
-    return shlex.join(words + args.overrides)
+    words = [shown(w) for w in words]
+    return shlex.join(words + args.overrides) + (f" ({PASSWORD_HINT})" if has_password(args.storage) else "")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -357,13 +368,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except RecordProblems as e:  # nothing written: a table over fewer seeds than the study ran would look complete
         for problem in e.problems:
             print(f"lab analyze: {problem}", file=sys.stderr)
-        import shlex
+        from lab.storage import shown
 
-        options = "".join(f" {flag} {shlex.quote(value)}" for flag, value in
-                          (("--runs-dir", args.runs_dir if args.runs_dir != "runs" else None), ("--storage", args.storage))
-                          if value is not None)
-        print(f"lab analyze: run `lab sweep {args.name}{options}` to run them again, or pass --partial to analyze "
-              f"the runs that are there", file=sys.stderr)
+        options = [word for flag, value in (("--runs-dir", args.runs_dir if args.runs_dir != "runs" else None),
+                                            ("--storage", shown(args.storage))) if value is not None for word in (flag, value)]
+        print(f"lab analyze: run `{shlex.join(['lab', 'sweep', args.name, *options])}` to run them again, or pass "
+              f"--partial to analyze the runs that are there", file=sys.stderr)
         return 1
     for path in written:
         print(path)
@@ -427,7 +437,13 @@ def _global_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        from lab.storage import masked_argv
+
+        argv = sys.argv[1:]
+        sys.argv[1:] = masked_argv(argv)  # what W&B records of a trial's command line: no password
+    else:
+        argv = list(argv)
     if "--version" in _global_options(argv):  # before the parser, whose choices come from lab.config (torch)
         print(version())
         return 0

@@ -24,6 +24,7 @@ the jobs still queued from ``squeue``; nothing depends on SLURM's accounting (``
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,6 +38,20 @@ from lab.config import ConfigError, quote
 
 SIGNAL_S = 120  # USR1 this long before the time limit: time to stop trials and tell the study
 LAUNCHERS = ("local", "slurm")
+PARTITION = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*")
+TIME = re.compile(r"[0-9]+(-[0-9]+)?(:[0-9]+){0,2}")
+STORAGE_FILE = "storage.url"  # in the study's slurm/ folder, mode 0600: a storage URL with a password, for the tasks
+
+
+def sbatch_value(value: str) -> str:
+    """``value`` as one argument of an ``#SBATCH`` line: sbatch's own parser (not a shell) reads double quotes and
+    backslash escapes, and takes an unescaped ``#`` as the start of a comment."""
+    return '"' + re.sub(r'([\\"#])', r"\\\1", value) + '"'
+
+
+def job_name(name: str) -> str:
+    """The SLURM job name of a study: ``lab-NAME``, with what is not a letter, digit, ``_ . -`` as ``_``."""
+    return "lab-" + re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 @dataclass
@@ -51,14 +66,21 @@ class SlurmOptions:
     sbatch: list[str] = field(default_factory=list)  # extra #SBATCH lines, e.g. --qos=high, --account=lab
 
     def check(self) -> None:
+        """Every value that goes into the sbatch script is one SLURM can mean: nothing else reaches the script."""
         if self.tasks < 1:
             raise ConfigError(f"--tasks: {self.tasks} must be at least 1")
         for flag, value in (("--gpus-per-task", self.gpus_per_task), ("--cpus-per-task", self.cpus_per_task)):
             if value is not None and value < 0:
                 raise ConfigError(f"{flag}: {value} must not be negative")
+        if self.partition is not None and not PARTITION.fullmatch(self.partition):
+            raise ConfigError(f"--partition: {quote(self.partition)} is not a SLURM partition name (letters, digits, "
+                              f"_ . - and commas between names)")
+        if self.time is not None and not TIME.fullmatch(self.time):
+            raise ConfigError(f"--time: {quote(self.time)} is not a SLURM time (MINUTES, HH:MM:SS or D-HH:MM:SS)")
         for line in self.sbatch:
-            if not line.startswith("-") or "\n" in line:
-                raise ConfigError(f"--sbatch: {quote(line)} is not an sbatch option; give it as --sbatch=--qos=high")
+            if not line.startswith("-") or not line.isprintable():
+                raise ConfigError(f"--sbatch: {quote(line)} is not an sbatch option (one line of printable "
+                                  f"characters); give it as --sbatch=--qos=high")
 
 
 def check_storage(storage: str | None) -> str:
@@ -81,16 +103,23 @@ def job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def batch_script(name: str, task_argv: list[str], options: SlurmOptions, log_dir: Path, workdir: Path) -> str:
-    """The sbatch script of the study's array job: one coordinator per task, requeueable, signalled in time."""
+def batch_script(name: str, task_argv: list[str], options: SlurmOptions, log_dir: Path, workdir: Path,
+                 storage_file: Path | None = None) -> str:
+    """The sbatch script of the study's array job: one coordinator per task, requeueable, signalled in time.
+
+    ``options`` are checked (``SlurmOptions.check``), paths quoted for sbatch and for the shell, the command
+    shell-quoted: nothing in a name, a path or an option becomes a line or a command of its own. ``storage_file``:
+    the study's storage URL, read into ``LAB_STORAGE`` when the task starts (a password stays out of the script).
+    """
+    options.check()
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name=lab-{name}",
+        f"#SBATCH --job-name={job_name(name)}",
         f"#SBATCH --array=0-{options.tasks - 1}",
         "#SBATCH --ntasks=1",
         "#SBATCH --requeue",
         "#SBATCH --open-mode=append",  # a requeued task appends to its log
-        f"#SBATCH --output={log_dir}/%A_%a.out",
+        f"#SBATCH --output={sbatch_value(f'{log_dir}/%A_%a.out')}",
         f"#SBATCH --signal=B:USR1@{SIGNAL_S}",
     ]
     for flag, value in (("partition", options.partition), ("gpus-per-task", options.gpus_per_task),
@@ -98,6 +127,8 @@ def batch_script(name: str, task_argv: list[str], options: SlurmOptions, log_dir
         if value is not None:
             lines.append(f"#SBATCH --{flag}={value}")
     lines += [f"#SBATCH {line}" for line in options.sbatch]
+    if storage_file is not None:
+        lines.append(f"export LAB_STORAGE=\"$(cat -- {shlex.quote(str(storage_file))})\"")
     lines += [
         f"cd {shlex.quote(str(workdir))}",
         'echo "[lab] task ${SLURM_ARRAY_TASK_ID} of job ${SLURM_ARRAY_JOB_ID} on $(hostname), '
@@ -108,16 +139,27 @@ def batch_script(name: str, task_argv: list[str], options: SlurmOptions, log_dir
     return "\n".join(lines)
 
 
-def submit(sweep: Any, task_argv: list[str], options: SlurmOptions) -> str:
-    """Submit the array job for ``sweep`` (a ``lab.sweep.Sweep`` whose points are queued); its job id."""
+def submit(sweep: Any, task_argv: list[str], options: SlurmOptions, secret_storage: str | None = None) -> str:
+    """Submit the array job for ``sweep`` (a ``lab.sweep.Sweep`` whose points are queued); its job id.
+
+    ``secret_storage``: a storage URL with a password, which ``task_argv`` leaves out: written to ``slurm/storage.url``
+    (mode 0600, for the submitting user alone), from which each task reads it into ``LAB_STORAGE``.
+    """
+    from lab.records import check_folder, write_atomic
     from lab.sweep import SLURM_JOBS
 
     if shutil.which("sbatch") is None:
         raise ConfigError("--launcher slurm: no sbatch here; submit from a SLURM login node (or use --launcher local)")
-    folder = (sweep.study_dir / "slurm").resolve()
+    folder = sweep.study_dir / "slurm"
+    check_folder(folder, "study's slurm folder")
     folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()
+    storage_file = None
+    if secret_storage is not None:
+        storage_file = folder / STORAGE_FILE
+        write_atomic(storage_file, secret_storage + "\n", mode=0o600)
     script = folder / f"submit-{time.strftime('%Y%m%d-%H%M%S')}.sh"
-    script.write_text(batch_script(sweep.name, task_argv, options, folder, Path.cwd()))
+    write_atomic(script, batch_script(sweep.name, task_argv, options, folder, Path.cwd(), storage_file))
     done = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
     if done.returncode != 0:
         first = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -118,6 +118,9 @@ class Retrying:
         return retried
 
 
+STORAGE_ENV = "LAB_STORAGE"  # the study's storage when --storage is not given: a URL's password stays off command lines
+
+
 def _safe_url(url: str) -> str:
     """The URL without a password."""
     from sqlalchemy.engine import make_url
@@ -126,6 +129,39 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1]
+
+
+def has_password(url: str | None) -> bool:
+    """Whether a storage URL carries a password (``scheme://user:PASSWORD@host/db``)."""
+    if not url or "://" not in url:
+        return False
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).password is not None
+    except Exception:
+        return "@" in url.partition("://")[2]  # unparsable: treated as secret when it has a userinfo part
+
+
+def shown(url: str | None) -> str | None:
+    """A storage as lab prints it and records it: a URL's password as ``***``."""
+    return _safe_url(url) if has_password(url) else url
+
+
+PASSWORD_HINT = ("the password is not shown: give it through LAB_STORAGE=URL (the environment) or, for PostgreSQL, "
+                 "in ~/.pgpass (PGPASSFILE), leaving it out of --storage")
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the password of every ``--storage`` URL as ``***``: what W&B records as a trial's command line
+    (``sys.argv``) and ``ps`` would show a library reading it."""
+    out = list(argv)
+    for i, word in enumerate(out):
+        if word == "--storage" and i + 1 < len(out):
+            out[i + 1] = shown(out[i + 1])
+        elif word.startswith("--storage="):
+            out[i] = "--storage=" + shown(word.partition("=")[2])
+    return out
 
 
 def make_storage(url: str | None, study_dir: Path, follow_symlinks: bool = False) -> Any:

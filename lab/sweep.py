@@ -39,6 +39,7 @@ import errno
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -58,7 +59,7 @@ from lab.spec import (  # noqa: F401
 )
 from lab.progress import QUIET_ENV, StudyProgress
 from lab.records import check_folder
-from lab.storage import StorageUnavailable, disk_full, make_storage
+from lab.storage import StorageUnavailable, disk_full, make_storage, shown
 
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
 EXIT_DISK_FULL = 75  # a trial process's exit status when it could not write its record (EX_TEMPFAIL)
@@ -202,7 +203,7 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
         seconds += timed[key] * config.optim.max_steps
     print(f"[{name}] estimated: about {duration(seconds / min(workers, len(trials)))} of training with {workers} "
           f"worker{'s' * (workers != 1)} ({threads} thread{'s' * (threads != 1)} each; training steps timed here, "
-          f"evaluations and start-up not counted); `lab sweep {name}` shows its ETA as it runs", file=out)
+          f"evaluations and start-up not counted); `lab sweep {shlex.quote(name)}` shows its ETA as it runs", file=out)
 
 
 def _plural(n: int, noun: str) -> str:
@@ -1030,12 +1031,12 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
     study_dir = Path(make_config(recipe, spec.overrides({}, cli)).track.runs_dir) / name
     if (not storage or "://" not in storage) and not Path(storage or study_dir / "optuna.journal").is_file():
         raise ConfigError(f"no study {name!r} in {storage or study_dir / 'optuna.journal'}: start it with "
-                          f"`lab sweep {name}`, or give the --storage (and --runs-dir) it was started with")
+                          f"`lab sweep {shlex.quote(name)}`, or give the --storage (and --runs-dir) it was started with")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(storage, study_dir))
     except KeyError:
-        raise ConfigError(f"no study {name!r} in {storage}: start it with `lab sweep {name} --storage ...`") from None
+        raise ConfigError(f"no study {name!r} in {shown(storage)}: start it with `lab sweep {shlex.quote(name)} --storage ...`") from None
     lost = {int(k) for k in study.user_attrs.get(LOST_RECORDS, {})}
     trials = [t for t in study.get_trials(deepcopy=False) if not (t.number in lost and t.state == TrialState.COMPLETE)]
     continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
