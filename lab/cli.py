@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None,
                    help="parallel trial processes here (default: one per CPU core up to 8 without a GPU; with GPUs, "
                    "up to 4 small nets per GPU: lab/packing.py)")
+    s.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="kill a trial that makes no progress (no training or evaluation batch) for this long, and resume "
+                   "its run from its checkpoint in a new trial (default: 10x its longest pause so far, at least 300 s; "
+                   "900 s before its first iteration)")
     s.add_argument("--runs-dir", help="folder for run records (default: the recipe's track.runs_dir, runs/)")
     s.add_argument("--wandb", choices=WANDB_MODES, help="W&B mode for every trial (default: the recipe's, auto)")
     s.add_argument("--dry-run", action="store_true",
@@ -250,6 +254,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"{slurm_given[0]}: a SLURM option; add --launcher slurm to submit the sweep to SLURM")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} must be at least 1")
+    if args.stall_timeout is not None and not args.stall_timeout > 0:
+        raise ConfigError(f"--stall-timeout: {args.stall_timeout:g} must be a positive number of seconds")
     if args.launcher == "slurm" and not args.task:
         return _submit_to_slurm(args, name, spec, recipe, overrides)
     workers = args.workers if args.workers is not None else _default_workers(spec, recipe, overrides)
@@ -259,7 +265,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         slurm_job = job_id() or "none"
     start = time.perf_counter()
-    sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides, slurm_job=slurm_job)
+    sweep = Sweep(name, spec, recipe, storage=args.storage, workers=workers, overrides=overrides, slurm_job=slurm_job,
+                  stall_timeout=args.stall_timeout)
     try:
         counts = sweep.run()
     except SweepStopped as e:  # the database or the disk failed: one line, and how to go on
@@ -308,6 +315,7 @@ def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, ov
             "--runs-dir", str(runs_dir), "--task"]
     task += ["--workers", str(args.workers)] if args.workers is not None else []
     task += ["--wandb", args.wandb] if args.wandb else []
+    task += ["--stall-timeout", str(args.stall_timeout)] if args.stall_timeout is not None else []
     task += [item for item in args.overrides if not item.startswith("track.runs_dir=")]
     job = submit(sweep, task, options, storage if secret else None)
     counts = sweep.counts()

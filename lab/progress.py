@@ -75,6 +75,21 @@ class TrialProgress(_Throughput):
         self._send(trainer)
 
 
+class Pulse(pl.Callback):
+    """In a trial process: after every training and evaluation batch (and checkpoint), ``(iteration, time.time())``
+    into ``shared``, an array of two doubles in shared memory that the coordinator reads (``lab.sweep.StallWatch``):
+    the trial's own word that it makes progress, which a stopped (SIGSTOP) or hung process stops giving, though it
+    still exists. Two stores per batch, no lock, no message: off the hot path."""
+
+    def __init__(self, shared: Any) -> None:
+        self.shared = shared
+
+    def _beat(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.shared[0], self.shared[1] = trainer.global_step, time.time()
+
+    on_train_start = on_train_batch_end = on_validation_batch_end = on_save_checkpoint = _beat
+
+
 class EvaluationLines(_Throughput):
     """``lab train`` outside a terminal: one line per evaluation on stderr (iteration, errors, images/s, ETA)."""
 

@@ -20,6 +20,9 @@ a trial goes through these states there (user attributes in capitals are the con
 - **PRUNED** with ``PRUNED_AT``: the spec's ``pruner`` stopped the run at that iteration (``_run`` tells Optuna
   the metric at every evaluation, ``trial.report``, and asks ``trial.should_prune``); the run folder says so in
   ``pruned.json``. Its point is taken, like a complete one's: it does not run again.
+- **FAIL** with ``STALLED``: the trial's process made no progress for its stall timeout (``StallWatch``: stopped by
+  SIGSTOP, hung on a file system or a GPU); it is killed and its point queued again (``_requeue``), once, resuming
+  from the checkpoint. While it makes none, ``PROGRESS`` says since when and ``--status`` shows it stalled.
 - **PRUNED** with ``SKIPPED``: the point was already held by another trial (two machines enqueueing at
   once: of two unfinished trials of one point the higher number steps aside), or is no longer in the grid.
 
@@ -67,6 +70,12 @@ EXIT_CHECKPOINTED = 76  # a SLURM task's trial process, stopped by a signal afte
 STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
 CLAIM_LOST_S = 60  # a trial popped by ask() and not owned after this long: its coordinator died in between
 LINGER_POLL_S = 5  # how often a SLURM task with nothing to claim looks for lost trials of other tasks
+# A trial process that makes no progress (no batch, no checkpoint: lab.progress.Pulse) for its stall timeout is
+# killed and its point resumed in a new trial. Unless --stall-timeout says otherwise, the timeout is STALL_FACTOR
+# times the longest pause the trial has made so far (an evaluation, a checkpoint on a slow disk), at least
+# STALL_FLOOR_S; before its first iteration (imports, reading a dataset) at least STARTUP_STALL_S.
+STALL_FACTOR, STALL_FLOOR_S, STARTUP_STALL_S = 10, 300, 900
+MAX_STALLS = 2  # a point whose trials stall this many times in a row is failed, not queued again
 
 # A trial's user attributes (what lab knows of it; every Optuna tool shows them):
 GRID = "grid"  # its grid point, {key: value}
@@ -81,6 +90,8 @@ WARNINGS = "warnings"  # a finished run's warnings (lab.health): a loss spike, a
 SKIPPED = "skipped"  # why it was pruned without running
 PRUNED_AT = "pruned_at"  # the iteration at which the spec's pruner stopped its run
 CONTINUES = "continues"  # the number of the preempted trial whose run this one continues
+PROGRESS = "progress"  # {"iteration", "at": its unix time, "stall_after": s, "stalled_since"?}: what the trial reported
+STALLED = "stalled"  # how many trials of its point in a row were killed for making no progress
 N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the trial's parameters)
 # The study's user attributes:
 BASE_CONFIG = "base_config"  # the config the study started with, less what varies and track.*
@@ -244,10 +255,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
-                gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None) -> None:
+                gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None,
+                pulse: Any = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
     CUDA starts: ``lab.packing``); exit 75 on a full disk. ``progress``: (the coordinator's queue, the trial's
-    number): where it is, every few seconds (``lab.progress``)."""
+    number): where it is, every few seconds (``lab.progress``); ``pulse``: where the trial writes that it makes
+    progress (``lab.progress.Pulse``, read by ``StallWatch``)."""
     from lab.packing import trial_environment
 
     os.environ.update(trial_environment(gpu))
@@ -269,11 +282,15 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     interrupted = interrupt_note(f"[lab sweep] {run_name}: interrupted (SIGINT); its run resumes from its last checkpoint")
     config = make_config(config_data)
     callbacks: tuple = ()
+    if pulse is not None:
+        from lab.progress import Pulse
+
+        callbacks += (Pulse(pulse),)
     if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
         from lab.slurm import slurm_env_dropped
 
         slurm_env_dropped()
-        callbacks = (_checkpoint_on_signal(config, run_name),)
+        callbacks += (_checkpoint_on_signal(config, run_name),)
     if progress is not None:
         from lab.progress import TrialProgress
 
@@ -374,9 +391,40 @@ class Claim:
     run_name: str
     pruned: tuple[int, float] | None = None  # (iteration, value) at which the pruner stopped it
     pruned_s: float = 0.0  # when (time.time()): a trial process that outlives SIGTERM long is killed
+    stalled: float | None = None  # seconds without progress after which its process was killed (StallWatch)
 
 
 PRUNED_KILL_AFTER_S = 30  # a pruned trial's process has this long to end after SIGTERM
+
+
+class StallWatch:
+    """Whether a trial process still makes progress, from what it writes into ``pulse`` (``lab.progress.Pulse``:
+    its iteration and the time of its last batch). ``timeout``: ``--stall-timeout`` (None: ``STALL_FACTOR`` times
+    the longest pause seen, at least ``STALL_FLOOR_S``). Until the first pulse, at least ``STARTUP_STALL_S``."""
+
+    def __init__(self, pulse: Any, timeout: float | None, started: float) -> None:
+        self.pulse, self.timeout = pulse, timeout
+        self.seen, self.pulsed, self.longest = started, False, 0.0  # last pulse time; any yet; longest pause
+
+    def limit(self) -> float:
+        if not self.pulsed:
+            return max(self.timeout or 0.0, STARTUP_STALL_S)
+        return self.timeout if self.timeout is not None else max(STALL_FLOOR_S, STALL_FACTOR * self.longest)
+
+    def idle(self, now: float) -> float:
+        """Seconds since the trial last made progress (read now)."""
+        at = self.pulse[1]
+        if at > self.seen:
+            if self.pulsed:
+                self.longest = max(self.longest, at - self.seen)
+            self.seen, self.pulsed = at, True
+        return max(0.0, now - self.seen)
+
+    def report(self, now: float) -> dict[str, Any]:
+        """The trial's ``PROGRESS`` attribute: its iteration, since when, and (past half its limit) that it stalls."""
+        idle, limit = self.idle(now), self.limit()
+        report = {"iteration": int(self.pulse[0]), "at": round(self.seen, 1), "stall_after": round(limit)}
+        return {**report, "stalled_since": round(self.seen, 1)} if idle >= limit / 2 else report
 
 
 class Reporter:
@@ -446,11 +494,13 @@ class Sweep:
         overrides: dict[str, Any] | None = None,
         out=sys.stdout,
         slurm_job: str | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         import optuna
 
         self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out
         self.slurm_job = slurm_job  # JOB_TASK of the SLURM array task this coordinator runs in, if any
+        self.stall_timeout = stall_timeout  # seconds without progress that kill a trial (None: StallWatch's default)
         self.linger = slurm_job is not None  # a SLURM task stays while others run, to take over lost trials
         self.released: str | None = None  # the signal that released this coordinator's trials
         self.cli = {**(overrides or {}), "track.study": name}  # the command line's overrides, for every trial
@@ -628,10 +678,11 @@ class Sweep:
                 reaped.append(t)
         return reaped
 
-    def _requeue(self, trial: Any, why: str) -> None:
-        """Queue the point of a trial that stopped unfinished again, with its parameters and run name: the
-        trial that takes it resumes the run from its last checkpoint (also a ``-t#`` run, and a searched one)."""
-        attrs = {k: trial.user_attrs[k] for k in (RUN,) if k in trial.user_attrs}
+    def _requeue(self, trial: Any, why: str, more: dict[str, Any] | None = None) -> None:
+        """Queue the point of a trial that stopped unfinished again, with its parameters and run name (and ``more``
+        user attributes): the trial that takes it resumes the run from its last checkpoint (also a ``-t#`` run, and
+        a searched one)."""
+        attrs = {**{k: trial.user_attrs[k] for k in (RUN,) if k in trial.user_attrs}, **(more or {})}
         params = {k: v for k, v in trial.params.items() if k in self.spec.search}
         if self.spec.grid:
             self._enqueue(trial.user_attrs.get(GRID, {}), params, **attrs, **{CONTINUES: trial.number})
@@ -761,8 +812,9 @@ class Sweep:
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
         display = self.display  # run() drops it when it returns, maybe while this thread still runs (a release)
         reports = (display.queue, claim.trial.number) if display is not None else None
+        pulse = self.mp.RawArray("d", 2)  # (iteration, time) of the trial's last batch: lab.progress.Pulse
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu, self.wandb_group,
-                reports)
+                reports, pulse)
         proc = self.mp.Process(target=_trial_main, args=args, name=claim.run_name)
         try:
             with self.lock:
@@ -774,8 +826,9 @@ class Sweep:
                     display.started(claim.trial.number, claim.run_name, training_cost(claim.config, self.net_sizes),
                                     claim.config.optim.batch_size, claim.config.optim.max_steps)
                     display.waiting = self._waiting_cost()
-            last_beat = time.time()
+            last_beat, said_stalled = time.time(), False
             reporter = Reporter(claim.trial, run_dir_for(claim.config, claim.run_name), self.spec.metric, claim.config)
+            watch = StallWatch(pulse, self.stall_timeout, time.time())
             while proc.is_alive():
                 proc.join(timeout=1)
                 with self.lock:
@@ -785,9 +838,16 @@ class Sweep:
                     if reporting and reporter.poll() and self.pruning and claim.trial.should_prune():
                         claim.pruned, claim.pruned_s = reporter.last, time.time()
                         proc.terminate()  # the run keeps its record up to its last evaluation's checkpoint
-                    if time.time() - last_beat > HEARTBEAT_S:
-                        claim.trial.set_user_attr(HEARTBEAT, time.time())
-                        last_beat = time.time()
+                    now = time.time()
+                    progress = watch.report(now)
+                    if reporting and claim.stalled is None and watch.idle(now) > watch.limit():
+                        claim.stalled = watch.idle(now)
+                        proc.kill()  # SIGKILL: a stopped process takes no other signal until it is continued
+                    # the heartbeat carries the trial's own progress; a stall is told at once (--status shows it)
+                    if now - last_beat > HEARTBEAT_S or ("stalled_since" in progress) != said_stalled:
+                        claim.trial.set_user_attr(HEARTBEAT, now)
+                        claim.trial.set_user_attr(PROGRESS, progress)
+                        last_beat, said_stalled = now, "stalled_since" in progress
                 if claim.pruned is not None and time.time() - claim.pruned_s > PRUNED_KILL_AFTER_S:
                     proc.kill()
             with self.lock:  # pruned: Optuna holds the values up to the pruner's decision, as its users expect
@@ -806,6 +866,10 @@ class Sweep:
             with open(log, "a") as f:
                 f.write(f"\n[lab sweep] pruned at iteration {step} ({self.spec.metric} {value:.2f}) by the "
                         f"{self.spec.pruner_name} pruner\n")
+        elif claim.stalled is not None and summary is None:
+            with open(log, "a") as f:
+                f.write(f"\n[lab sweep] no progress for {claim.stalled:.0f}s (its stall timeout): the trial process "
+                        f"was killed; its run resumes from its checkpoint in a new trial\n")
         elif proc.exitcode != 0:
             from lab.train import EXIT_INTERRUPTED
 
@@ -839,6 +903,17 @@ class Sweep:
                 trial.set_user_attr(PRUNED_AT, step)
                 self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
                 note = f"{claim.run_name} pruned at iteration {step}: {self.spec.metric} {value:.2f} ({self.spec.pruner_name} pruner)"
+            elif summary is None and claim.stalled is not None:
+                stalls = trial.user_attrs.get(STALLED, 0) + 1
+                reason = f"stalled: no progress for {claim.stalled:.0f}s, killed"
+                trial.set_user_attr(FAILURE, reason)
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                if stalls < MAX_STALLS:
+                    self._requeue(trial, reason, {STALLED: stalls})
+                    return
+                self.failed += 1
+                note = (f"{claim.run_name} FAILED: {reason} ({stalls} trials in a row); its log: "
+                        f"{self.log_dir / f'{claim.run_name}.log'}")
             elif summary is None:
                 self.failed += 1
                 log = self.log_dir / f"{claim.run_name}.log"
@@ -1020,6 +1095,24 @@ class Sweep:
                 self.processes.pop(number, None)
 
 
+def _running_state(trial: Any, now: float) -> str:
+    """"running", or "stalled" when its coordinator said the trial has made no progress for half its stall timeout."""
+    progress = trial.user_attrs.get(PROGRESS)
+    return "stalled" if isinstance(progress, dict) and "stalled_since" in progress else "running"
+
+
+def _progress_text(trial: Any, now: float) -> str:
+    """", iteration N" of a running trial; of a stalled one also how long it has made no progress, and its limit."""
+    progress = trial.user_attrs.get(PROGRESS)
+    if not isinstance(progress, dict) or not isinstance(progress.get("iteration"), int):
+        return ""
+    text = f", iteration {progress['iteration']}"
+    if "stalled_since" in progress:
+        text += (f", no progress for {now - progress['stalled_since']:.0f}s (killed and resumed after "
+                 f"{progress.get('stall_after', '?')}s)")
+    return text
+
+
 def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: str | None = None,
                  overrides: dict[str, Any] | None = None, out=sys.stdout) -> dict[str, int]:
     """``lab sweep NAME --status``: the study at a glance, from its storage alone (any machine, any launcher):
@@ -1069,8 +1162,8 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
                 worker = str(t.user_attrs.get(WORKER, "?::")).split(":")
                 job = f", SLURM job {t.user_attrs[SLURM_JOB]}" if SLURM_JOB in t.user_attrs else ""
                 beat = now - t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp())
-                rows.append(f"  running  {t.user_attrs.get(RUN, run)}: trial {t.number} on {worker[0]} (pid {worker[1]}{job}), "
-                            f"heartbeat {beat:.0f}s ago")
+                rows.append(f"  {_running_state(t, now)}  {t.user_attrs.get(RUN, run)}: trial {t.number} on {worker[0]} "
+                            f"(pid {worker[1]}{job}), heartbeat {beat:.0f}s ago{_progress_text(t, now)}")
         elif TrialState.WAITING in states or not ts:
             counts["waiting"] += 1
             after = [t for t in ts if t.state == TrialState.WAITING and CONTINUES in t.user_attrs]
