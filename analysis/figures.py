@@ -7,6 +7,7 @@ provenance goes into a caption file beside the figure, not into it (``analysis.r
 """
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +25,7 @@ from matplotlib.patches import Patch
 from analysis.runs import NET_KEYS
 from analysis.tables import plain_first
 from lab.nets import run_name
+from lab.records import write_atomic
 from lab.reference import paper_test_err
 
 WIDTHS_IN = {1: 3.3, 2: 6.9}  # one and two columns of a two-column paper (IEEE/ACM/CVPR: 3.3 and 6.9 in)
@@ -68,7 +70,9 @@ def save(fig: plt.Figure, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
     with paper_style():
         for path in paths:
-            fig.savefig(path)
+            data = io.BytesIO()
+            fig.savefig(data, format=path.suffix[1:])
+            write_atomic(path, data.getvalue())  # never through a link planted in the folder (lab.records)
     plt.close(fig)
     return paths
 

@@ -17,6 +17,7 @@ import pandas as pd
 from analysis import figures, tables
 from analysis.responses import layer_responses
 from analysis.runs import NET_KEYS, RecordProblems, no_runs, read_study
+from lab.records import write_atomic
 
 SUMMARY_DROP = ["run_dir"]  # where records lay on the machine that analysed them: not a result
 
@@ -53,9 +54,9 @@ def _joined(column: pd.Series) -> str:
 def _write_table(out: Path, stem: str, table: pd.DataFrame, md: tuple, tex: tuple, note: str) -> list[Path]:
     """``stem.csv`` at full precision; ``stem.md`` and ``stem.tex`` from (cells, notes) as a reader sees them."""
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(tables.markdown(*md))
-    paths[2].write_text(tables.latex(tex[0], note, tex[1]))
+    write_atomic(paths[0], table.to_csv(index=False))
+    write_atomic(paths[1], tables.markdown(*md))
+    write_atomic(paths[2], tables.latex(tex[0], note, tex[1]))
     return paths
 
 
@@ -65,7 +66,7 @@ def _write_figure(out: Path, stem: str, draw, data: pd.DataFrame, caption: str, 
     for columns in (1, 2):
         paths += figures.save(draw(data, columns), out / f"{stem}-{columns}col")
     text = out / f"{stem}.caption.txt"
-    text.write_text(f"{caption}\n\nProvenance:\n{note}\n")
+    write_atomic(text, f"{caption}\n\nProvenance:\n{note}\n")
     return paths + [text]
 
 
@@ -198,8 +199,8 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
     note = provenance(study, runs, analysed) + extra
     notes = {"all files unless stated below": note}
     written = [out / "summary.csv", out / "curves.csv"]
-    runs.drop(columns=SUMMARY_DROP).to_csv(written[0], index=False)  # full precision: no float_format
-    curves.to_csv(written[1], index=False)
+    write_atomic(written[0], runs.drop(columns=SUMMARY_DROP).to_csv(index=False))  # full precision: no float_format
+    write_atomic(written[1], curves.to_csv(index=False))
     table = tables.means(runs)
     written += _write_table(out, "means", table, tables.display_means(table), tables.display_means(table, tex=True), note)
     if tables.wants_shortcuts(runs):
@@ -222,7 +223,7 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         print(f"layer responses: left out {len(skipped)} of {len(runs)} runs ({_quote_first(skipped)})")
     if not responses.empty:
         used = provenance(study, runs[runs["run"].isin(set(responses["run"]))], analysed) + extra
-        responses.to_csv(out / "layer_responses.csv", index=False)
+        write_atomic(out / "layer_responses.csv", responses.to_csv(index=False))
         written += [out / "layer_responses.csv"]
         draw = functools.partial(figures.layer_responses, log_y=responses_log_y)  # None: log when they span > 10x
         written += _write_figure(out, "layer_responses", draw, responses,
@@ -230,5 +231,5 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
         if used != note:
             notes["layer_responses"] = used
     readme = out / "README.md"
-    readme.write_text(_readme(study, written, notes, left_out, marked))
+    write_atomic(readme, _readme(study, written, notes, left_out, marked))
     return written + [readme]

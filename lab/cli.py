@@ -368,7 +368,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.runs import RecordProblems
 
+    from lab.config import check_name
+    from lab.records import check_folder
+
+    check_name(args.name, "the study's name")
     out = Path(args.out) if args.out else Path(args.runs_dir) / args.name / "analysis"
+    if not args.out:  # the study's own folders: not written through a link (an --out of the user's own may be one)
+        for folder, what in ((out.parent, "study folder"), (out, "study's analysis folder")):
+            check_folder(folder, what, fix="give --out FOLDER", link_fix="give --out FOLDER to write the analysis there")
     try:
         log_y = {"auto": None, "log": True, "linear": False}[args.responses_axis]
         written = write_report(Path(args.runs_dir), args.name, out, storage=args.storage, partial=args.partial,

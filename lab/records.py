@@ -69,8 +69,12 @@ class RunFailed(RuntimeError):
         self.run, self.reason, self.run_dir = run, reason, Path(run_dir)
 
 
+LINK_FIX = ("point track.runs_dir (--runs-dir) at the real folder, or set track.follow_symlinks=true to write through "
+            "the link")
+
+
 def check_folder(path: Path, what: str, follow_symlinks: bool = False,
-                 fix: str = "give another track.runs_dir (--runs-dir) or another name") -> None:
+                 fix: str = "give another track.runs_dir (--runs-dir) or another name", link_fix: str = LINK_FIX) -> None:
     """Refuse (``ConfigError``) a folder lab would write in that is a symbolic link (unless ``follow_symlinks``), is a
     file, or lies under a file."""
     from lab.config import ConfigError
@@ -78,8 +82,7 @@ def check_folder(path: Path, what: str, follow_symlinks: bool = False,
     path = Path(path)
     if path.is_symlink() and not follow_symlinks:
         raise ConfigError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); lab writes and deletes "
-                          f"only inside its own folders, so it is refused: point track.runs_dir (--runs-dir) at the "
-                          f"real folder, or set track.follow_symlinks=true to write through the link")
+                          f"only inside its own folders, so it is refused: {link_fix}")
     above = path
     while not os.path.lexists(above) and above != above.parent:
         above = above.parent
@@ -447,7 +450,8 @@ class RunRecord:
         except Exception as e:  # torch raises many kinds for a torn file; UnsafeCheckpoint for a hostile one
             damaged = set_aside(ckpt)
             reason = " ".join(str(e).split())[:120] or type(e).__name__
-            note(f"{ckpt}: unreadable ({reason}); set aside as {damaged.name}; {name} starts again from iteration 0")
+            said = str(e) if isinstance(e, UnsafeCheckpoint) else f"{ckpt}: unreadable ({reason})"
+            note(f"{said}; set aside as {damaged.name}; {name} starts again from iteration 0")
             return None
         if not metrics.is_file():
             if resume_at == 0:

@@ -167,6 +167,8 @@ def find_recipe(recipe: str, sweep_file: Path) -> Path:
 def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
     """(study name, spec, recipe data); every grid point is validated as a config here, before anything runs."""
     path = find_sweep(name)
+    shown = str(path) if str(path).isprintable() else quote(str(path), 200)  # a newline in it stays on one line
+    check_name(path.stem, f"{shown}: the sweep's name (its file name, the study's folder)")
     data = read_yaml(path, example="{recipe: digits, grid: {model.depth: [20, 56]}}")  # its errors name the file
     try:
         spec = from_dict(SweepSpec, data)
@@ -187,7 +189,7 @@ def load_sweep(name: str) -> tuple[str, SweepSpec, dict[str, Any]]:
             names[run] = point
     except (ConfigError, TypeError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    return check_name(path.stem, f"{path}: the sweep's name (its file name, the study's folder)"), spec, recipe
+    return path.stem, spec, recipe
 
 
 def _search_example(spec: SweepSpec) -> dict[str, Any]:
