@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import POSTGRES, TINY_RECIPE, write_project
+from tests.test_sharing import SECRET, holding, secret_url
 from tests.slurm.cluster import Cluster, unavailable
 
 
@@ -64,10 +66,11 @@ def status(cluster: Cluster, root: Path, name: str) -> tuple[dict[str, int], str
     return dict(zip(("done", "running", "failed", "waiting"), map(int, m.groups()))), result.stdout
 
 
-def submit(cluster: Cluster, root: Path, name: str, tasks: int) -> str:
-    result = lab(cluster, root, "sweep", name, "--launcher", "slurm", "--storage", POSTGRES, "--tasks", str(tasks),
+def submit(cluster: Cluster, root: Path, name: str, tasks: int, storage: str = POSTGRES) -> str:
+    result = lab(cluster, root, "sweep", name, "--launcher", "slurm", "--storage", storage, "--tasks", str(tasks),
                  "--workers", "1")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert SECRET not in result.stdout + result.stderr
     return re.search(r"submitted SLURM job (\d+)", result.stdout).group(1)
 
 
@@ -97,7 +100,7 @@ def rows(path: Path) -> list[dict]:
 @pytest.mark.postgres
 def test_a_sweep_in_two_slurm_tasks_runs_every_point_once(cluster, study_name, tmp_path):
     root = write_project(tmp_path / "project", GRID, name=study_name)
-    job = submit(cluster, root, study_name, tasks=2)
+    job = submit(cluster, root, study_name, tasks=2, storage=secret_url())  # its password reaches the tasks, nothing else
     counts, _ = status(cluster, root, study_name)
     assert counts["done"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 4
     seen_running = []
@@ -119,6 +122,9 @@ def test_a_sweep_in_two_slurm_tasks_runs_every_point_once(cluster, study_name, t
     analyzed = lab(cluster, root, "analyze", study_name, "--storage", POSTGRES)
     assert analyzed.returncode == 0, analyzed.stderr
     assert (runs / "analysis" / "summary.csv").read_text().count("\n") == 5
+    assert list(runs.glob("*/wandb/offline-run-*/run-*.wandb")) and list((runs / "slurm").glob("*.out"))
+    assert holding(root, SECRET) == [f"runs/{study_name}/slurm/storage.url"]  # the tasks' logs, W&B's files: none
+    assert stat.S_IMODE((runs / "slurm" / "storage.url").stat().st_mode) == 0o600
 
 
 @pytest.mark.slow
