@@ -105,7 +105,7 @@ def _complete_trials(runs_dir: Path, study: str, storage: str | None) -> list[Tr
     import optuna
     from optuna.trial import TrialState
 
-    from lab.sweep import make_storage  # creates the journal's folder: only called for one that exists
+    from lab.storage import make_storage  # creates the journal's folder: only called for one that exists
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scheme, sep, rest = (storage or str(journal)).rpartition("://")

@@ -30,7 +30,8 @@ import yaml
 from PIL import Image
 
 from lab.config import DataConfig
-from lab.imagefolder import class_names, default_workers, scan, train_loader
+from lab.data.imagefolder import class_names, default_workers, scan, train_loader
+from lab.fixtures import write_cifar10
 from lab.records import RunRecord, read_json
 
 IMAGENET_LIKE_SIZE = (500, 375)  # ImageNet's most common image size (W x H); its JPEGs average about 110 KB
@@ -187,28 +188,6 @@ def bench_plan(mode: str, device: str) -> BenchPlan:
                      sweep_steps=100 if cuda else 10, sweep_workers=4 if cuda else min(cores, 8))
 
 
-def make_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """A CIFAR-10 archive in torchvision's layout (``cifar-10-batches-py/``; tests/conftest.py's ``write_cifar10``),
-    of smooth random images (decode-free: cost per image is the same for any pixels)."""
-    import pickle
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-
-    def batch(n: int) -> dict:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        return {"batch_label": "generated", "labels": rng.integers(0, 10, n).tolist(), "data": data, "filenames": [""] * n}
-
-    sizes = [n_train // 5 + (i < n_train % 5) for i in range(5)]
-    for i, n in enumerate(sizes, 1):
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(n)))
-    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names, "num_vis": 3072}))
-    return root
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -306,7 +285,7 @@ def _loader(data_dir: Path, batch_size: int, workers: int, device: torch.device)
     the input pipeline of public reproductions."""
     from torchvision import transforms
 
-    from lab.data import _cifar_class
+    from lab.data.tensors import _cifar_class
 
     tf = transforms.Compose([
         transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
@@ -478,7 +457,7 @@ def run_bench(mode: str = "full", out: Path | None = None, device: str | None = 
     sweep_rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp:
         root = Path(tmp)
-        data_dir = make_cifar10(root / "data", plan.train_images, plan.train_images // 10)
+        data_dir = write_cifar10(root / "data", plan.train_images, plan.train_images // 10)
         for depth in plan.depths:
             warmup, steps = plan.warmup, plan.steps[depth]
             if time_left(f"ResNet-{depth} DataLoader loop"):

@@ -329,10 +329,10 @@ def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, ov
 
 
 def _resume_command(args: argparse.Namespace) -> str:
-    """The ``lab sweep`` command line that carries on where this one stopped."""
-    words = ["lab", "sweep", args.name]
+    """The ``lab sweep`` command line that carries on where this one stopped (a storage's password as ``***``)."""
     from lab.storage import PASSWORD_HINT, has_password, shown
 
+    words = ["lab", "sweep", args.name]
     for option in ("storage", "runs_dir", "wandb", "workers"):
         if getattr(args, option) is not None:
             words += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
@@ -367,7 +367,6 @@ def cmd_completion(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import write_report
     from analysis.runs import RecordProblems
-
     from lab.config import check_name
     from lab.records import check_folder
 
@@ -452,16 +451,15 @@ def _global_options(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        from lab.storage import masked_argv
-
-        argv = sys.argv[1:]
-        sys.argv[1:] = masked_argv(argv)  # what W&B records of a trial's command line: no password
-    else:
-        argv = list(argv)
-    if "--version" in _global_options(argv):  # before the parser, whose choices come from lab.config (torch)
+    command_line = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in _global_options(argv):  # before the parser and any other import: it answers at once
         print(version())
         return 0
+    if command_line:
+        from lab.storage import masked_argv
+
+        sys.argv[1:] = masked_argv(argv)  # what W&B records of a trial's command line: no password
     args = _parse(argv)
     _set_verbosity(args.verbose)
     if args.quiet:

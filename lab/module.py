@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab import imagefolder
+from lab.data import imagefolder
 from lab.config import DataConfig, OptimConfig
 from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
 
@@ -270,7 +270,7 @@ class TensorDataModule(pl.LightningDataModule):
 
 
 class ImageFolderDataModule(pl.LightningDataModule):
-    """An ImageFolder through DataLoader workers (``lab.imagefolder``); normalised on the training device.
+    """An ImageFolder through DataLoader workers (``lab.data.imagefolder``); normalised on the training device.
 
     Workers send uint8 batches (4x less to pin and copy than float32); the per-pixel mean image is
     subtracted, and the result scaled, after the transfer (``on_after_batch_transfer``).

@@ -23,12 +23,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import yaml
 
-if TYPE_CHECKING:
-    from lab.config import Config
+from lab.config import Config, ConfigError, canonical, flat, make_config, quote, read_yaml
 
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_FILE = "config.yaml", "metrics.jsonl", "summary.json", "last.ckpt"
 FAILURE_FILE = "failure.json"  # {"run", "reason", "iteration", "config", "finished"}: why a run stopped without a result
@@ -77,8 +76,6 @@ def check_folder(path: Path, what: str, follow_symlinks: bool = False,
                  fix: str = "give another track.runs_dir (--runs-dir) or another name", link_fix: str = LINK_FIX) -> None:
     """Refuse (``ConfigError``) a folder lab would write in that is a symbolic link (unless ``follow_symlinks``), is a
     file, or lies under a file."""
-    from lab.config import ConfigError
-
     path = Path(path)
     if path.is_symlink() and not follow_symlinks:
         raise ConfigError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); lab writes and deletes "
@@ -217,8 +214,6 @@ def same_config(recorded: Any, config: Config) -> bool:
     """Whether a recorded config is ``config``'s run (``lab.config.canonical``: milestones as iterations, ``track``
     aside). A field added to lab after the record was written counts at its default there (a run finished before
     ``train.precision`` existed ran at 32 bits): it is not run again."""
-    from lab.config import ConfigError, canonical, make_config
-
     if recorded == config.to_dict():
         return True
     try:
@@ -310,8 +305,6 @@ class RunRecord:
     def read_config(self) -> dict[str, Any]:
         """The recorded config as written (a mapping), read by lab's hardened YAML loader (``lab.config.read_yaml``:
         sizes, nesting and aliases bounded); raises ``ConfigError`` naming the file."""
-        from lab.config import read_yaml
-
         return read_yaml(self.config_path, example="the config.yaml lab writes into a run folder")
 
     # wandb-id
@@ -435,8 +428,6 @@ class RunRecord:
         starts again from iteration 0: never a failure that repeats on every rerun. A run that failed
         (``failure.json``) starts again too.
         """
-        from lab.config import ConfigError
-
         ckpt, metrics = self.checkpoint_path, self.metrics_path
         if self.failure_path.exists() or not (ckpt.is_file() and self.config_path.is_file()):
             return None
@@ -485,8 +476,6 @@ class RunRecord:
     def other_config(self, config: Config) -> dict[str, tuple[Any, Any]] | None:
         """The fields (dotted: (recorded, ``config``'s)) in which the run recorded here differs from ``config``; None
         when the folder holds no readable record of another config (none, this config's, or only damaged files)."""
-        from lab.config import ConfigError, canonical, flat, make_config
-
         recorded = None
         for read in (lambda: self.summary()["config"], lambda: read_json(self.failure_path)["config"], self.read_config):
             try:
@@ -514,8 +503,6 @@ class RunRecord:
 
     def summary_problem(self) -> str | None:
         """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
-        from lab.config import quote
-
         summary = self.summary_path
         if not self.dir.is_dir():
             return f"its run folder {self.dir} is gone"

@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import ConfigError, quote
+from lab.storage import STORAGE_ENV
 
 SIGNAL_S = 120  # USR1 this long before the time limit: time to stop trials and tell the study
 LAUNCHERS = ("local", "slurm")
 PARTITION = re.compile(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*")
 TIME = re.compile(r"[0-9]+(-[0-9]+)?(:[0-9]+){0,2}")
+SLURM_JOBS = "slurm_jobs"  # the study's user attribute: the array jobs submitted for it, {"job", "tasks", "submitted", "script"}
 STORAGE_FILE = "storage.url"  # in the study's slurm/ folder, mode 0600: a storage URL with a password, for the tasks
 
 
@@ -128,7 +130,7 @@ def batch_script(name: str, task_argv: list[str], options: SlurmOptions, log_dir
             lines.append(f"#SBATCH --{flag}={value}")
     lines += [f"#SBATCH {line}" for line in options.sbatch]
     if storage_file is not None:
-        lines.append(f"export LAB_STORAGE=\"$(cat -- {shlex.quote(str(storage_file))})\"")
+        lines.append(f"export {STORAGE_ENV}=\"$(cat -- {shlex.quote(str(storage_file))})\"")
     lines += [
         f"cd {shlex.quote(str(workdir))}",
         'echo "[lab] task ${SLURM_ARRAY_TASK_ID} of job ${SLURM_ARRAY_JOB_ID} on $(hostname), '
@@ -146,7 +148,6 @@ def submit(sweep: Any, task_argv: list[str], options: SlurmOptions, secret_stora
     (mode 0600, for the submitting user alone), from which each task reads it into ``LAB_STORAGE``.
     """
     from lab.records import check_folder, write_atomic
-    from lab.sweep import SLURM_JOBS
 
     if shutil.which("sbatch") is None:
         raise ConfigError("--launcher slurm: no sbatch here; submit from a SLURM login node (or use --launcher local)")

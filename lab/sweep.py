@@ -62,6 +62,7 @@ from lab.spec import (  # noqa: F401
 )
 from lab.progress import QUIET_ENV, StudyProgress
 from lab.records import check_folder
+from lab.slurm import SLURM_JOBS
 from lab.storage import StorageUnavailable, disk_full, make_storage, shown
 
 HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
@@ -96,7 +97,7 @@ N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the tr
 # The study's user attributes:
 BASE_CONFIG = "base_config"  # the config the study started with, less what varies and track.*
 LOST_RECORDS = "lost_records"  # {trial number: problem} of complete trials whose run record is gone
-SLURM_JOBS = "slurm_jobs"  # the SLURM array jobs submitted for the study (lab sweep --launcher slurm)
+# SLURM_JOBS (lab.slurm): the SLURM array jobs submitted for the study (lab sweep --launcher slurm)
 WANDB_GROUP = "wandb_group"  # the study's W&B group: its name and a short id, set when the study is made
 
 

@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,19 @@ TINY_RECIPE = {
 }
 
 
+@pytest.fixture
+def study_name():
+    """A study name no other test uses, for a study in the PostgreSQL server (deleted afterwards)."""
+    import optuna
+
+    name = f"tiny-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        optuna.delete_study(study_name=name, storage=POSTGRES)
+    except KeyError:
+        pass
+
+
 def write_project(root: Path, sweep: dict, recipe: dict | None = None, name: str = "tiny") -> Path:
     """``root/experiments/tiny.yaml`` and ``root/sweeps/NAME.yaml``, as a user's project would hold them."""
     (root / "experiments").mkdir(parents=True, exist_ok=True)
@@ -97,24 +111,11 @@ def train_until_killed(config, iteration: int, monkeypatch) -> None:
 
 
 def write_cifar10(root: Path, n_train: int = 100, n_test: int = 20) -> Path:
-    """A CIFAR-10 archive as torchvision expects it: pickled batches with ``data`` (N x 3072 uint8, channel
-    planes) and ``labels``, and ``batches.meta`` with ``label_names``. Pixel values encode label and channel
-    (``20 * label + channel``) so tests can check that images and labels stay together."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
+    """A CIFAR-10 archive as torchvision expects it (``lab.fixtures.write_cifar10``), pixels encoding label and
+    channel so tests can check that images and labels stay together."""
+    from lab.fixtures import write_cifar10 as write
 
-    def batch(n: int) -> dict:
-        labels = rng.integers(0, 10, n)
-        data = np.repeat((20 * labels[:, None] + np.arange(3)[None, :]).astype(np.uint8), 1024, axis=1)
-        return {"batch_label": "generated", "labels": labels.tolist(), "data": data, "filenames": [""] * n}
-
-    for i in range(1, 6):
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(n_train // 5)))
-    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names, "num_vis": 3072}))
-    return root
+    return write(root, n_train, n_test, label_pixels=True)
 
 
 def write_cifar100(root: Path, n_train: int = 60, n_test: int = 20) -> Path:

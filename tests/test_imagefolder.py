@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from lab.config import ConfigError, DataConfig, load_config, make_config
-from lab.imagefolder import (
+from lab.data.imagefolder import (
     EvalView,
     ImageFiles,
     TrainView,

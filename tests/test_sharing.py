@@ -208,16 +208,6 @@ def secret_url() -> str:
     return make_url(POSTGRES).set(password=SECRET).render_as_string(hide_password=False)
 
 
-@pytest.fixture
-def study_name():
-    name = f"share-{uuid.uuid4().hex[:8]}"
-    yield name
-    try:
-        optuna.delete_study(study_name=name, storage=POSTGRES)
-    except KeyError:
-        pass
-
-
 def everything_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
 

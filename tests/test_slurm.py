@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -41,16 +40,6 @@ def cluster(tmp_path):
         yield c
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path / "slurm")], capture_output=True, text=True).stdout.split()
     assert not leftover, f"processes left running: {leftover}"
-
-
-@pytest.fixture
-def study_name():
-    name = f"tiny-{uuid.uuid4().hex[:8]}"
-    yield name
-    try:
-        optuna.delete_study(study_name=name, storage=POSTGRES)
-    except KeyError:
-        pass
 
 
 def lab(cluster: Cluster, root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ torch ``DataLoader`` whose worker processes decode, resize and crop each image i
 pinned memory; mean subtraction and scaling happen on the training device (``lab.module``).
 
 Exact resume: training batch ``i`` is a function of ``(seed, i)`` only. ``SeededBatches`` draws each
-pass's permutation from ``(seed, pass)`` (as ``lab.data.TrainStream`` does) and hands every image an
+pass's permutation from ``(seed, pass)`` (as ``lab.data.tensors.TrainStream`` does) and hands every image an
 augmentation seed derived from ``(seed, i, position)``, so neither the number of workers nor the
 iteration a run was resumed at changes what a batch holds.
 """
@@ -26,7 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from lab.config import ConfigError, DataConfig
-from lab.data import _seed
+from lab.data.seeding import seed_for
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 IMAGENET_CLASSES = 1000  # when data_dir/train is absent (e.g. `lab sweep --dry-run` on a machine without the data)
@@ -229,10 +229,10 @@ class SeededBatches:
     def batch(self, i: int) -> list[tuple[int, int, int]]:
         n_pass, k = divmod(i, self.per_pass)
         if n_pass != self._pass:
-            generator = torch.Generator().manual_seed(_seed(self.seed, 0, n_pass))
+            generator = torch.Generator().manual_seed(seed_for(self.seed, 0, n_pass))
             self._pass, self._order = n_pass, torch.randperm(self.n, generator=generator)
         idx = self._order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
-        draw = _seed(self.seed, 1, i)
+        draw = seed_for(self.seed, 1, i)
         return [(index, draw, position) for position, index in enumerate(idx)]
 
     def __iter__(self):
@@ -278,7 +278,7 @@ def mean_image(files: Files, cfg: DataConfig, batch_size: int = 64) -> tuple[tor
     Returns:
         ``(mean, std)``: float32 tensors of shapes 3 x crop x crop and 3.
     """
-    perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(_seed(cfg.split_seed, 2, 0)))
+    perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed_for(cfg.split_seed, 2, 0)))
     sample = perm[: cfg.mean_images].sort().values
     loader = eval_loader(files.take(sample), cfg, batch_size, persistent=False)
     total = torch.zeros(3, cfg.crop, cfg.crop, dtype=torch.float64)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.config import ConfigError, DataConfig
+from lab.data.seeding import seed_for
 
 CIFAR_VAL_SIZE = 5_000  # He 2015, Section 4.2: a 45k/5k train/val split
 DIGITS_TEST_FRACTION, DIGITS_VAL_FRACTION = 0.2, 0.1
@@ -125,14 +126,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 TENSOR_SHAPES = {"digits": (1, 8, 8, 10), "cifar10": (3, 32, 32, 10), "cifar100": (3, 32, 32, 100)}
 
 
-def input_shape(cfg: DataConfig) -> tuple[int, int, int, int]:
-    """(channels, height, width, classes) of what the net sees, without reading any image (for ``--dry-run``)."""
-    if cfg.name in TENSOR_SHAPES:
-        return TENSOR_SHAPES[cfg.name]
-    from lab.imagefolder import imagefolder_shape
-
-    return imagefolder_shape(cfg)
-
 
 def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Pad-and-random-crop and horizontal flips for a whole batch at once, on its device."""
@@ -147,11 +140,6 @@ def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -
         mirror = torch.rand(n, device=x.device, generator=generator) < 0.5
         x = torch.where(mirror[:, None, None, None], x.flip(3), x)
     return x
-
-
-def _seed(seed: int, stream: int, index: int) -> int:
-    """A seed for draw ``index`` of ``stream`` (0: permutations, 1: augmentation) of a run seeded ``seed``."""
-    return (seed * 1_000_003 + stream * 998_244_353 + index) % (2**63)
 
 
 class EvalBatches:
@@ -201,11 +189,11 @@ class TrainStream:
     def batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         n_pass, k = divmod(i, self.per_pass)
         if n_pass != self._pass:
-            self.generator.manual_seed(_seed(self.seed, 0, n_pass))
+            self.generator.manual_seed(seed_for(self.seed, 0, n_pass))
             self._order = torch.randperm(len(self.split), device=self.split.y.device, generator=self.generator)
             self._pass = n_pass
         idx = self._order[k * self.batch_size : (k + 1) * self.batch_size]
-        self.generator.manual_seed(_seed(self.seed, 1, i))
+        self.generator.manual_seed(seed_for(self.seed, 1, i))
         x = augment(self.split.x[idx], self.pad, self.flip, self.generator)
         return (x.float() - self.mean) / self.std, self.split.y[idx]
 
