@@ -105,7 +105,7 @@ def _complete_trials(runs_dir: Path, study: str, storage: str | None) -> list[Tr
     import optuna
     from optuna.trial import TrialState
 
-    from lab.storage import make_storage  # creates the journal's folder: only called for one that exists
+    from lab.sweep.storage import make_storage  # creates the journal's folder: only called for one that exists
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     scheme, sep, rest = (storage or str(journal)).rpartition("://")
@@ -176,7 +176,7 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:
     """Nothing to analyze: what to do about it, suggesting only what exists (a study folder, a sweep)."""
-    from lab.spec import close_names, did_you_mean, known_sweeps
+    from lab.sweep.spec import close_names, did_you_mean, known_sweeps
 
     study_dir = Path(runs_dir) / study
     also = f" ({len(failed)} failed: {', '.join(f'{r} ({why})' for r, why in failed[:3])}{', ...' if len(failed) > 3 else ''})" if failed else ""

@@ -168,8 +168,8 @@ def _overrides(items: list[str]) -> dict:
 
 
 def _default_workers(spec, recipe, overrides: dict) -> int:
-    """Trials at once here: the sweep's smallest net packed onto every GPU, or one per core (``lab.packing``)."""
-    from lab import packing
+    """Trials at once here: the sweep's smallest net packed onto every GPU, or one per core (``lab.sweep.packing``)."""
+    from lab.sweep import packing
     from lab.sweep import planned_trials
 
     configs = [config for _, config in planned_trials(spec, recipe, overrides)]
@@ -233,7 +233,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.wandb:
         overrides["track.wandb"] = args.wandb
     if args.print_config:
-        from lab.spec import resolved_yaml
+        from lab.sweep.spec import resolved_yaml
 
         print(resolved_yaml(name, spec, recipe, {**overrides, "track.study": name}), end="")
         return 0
@@ -261,7 +261,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else _default_workers(spec, recipe, overrides)
     slurm_job = None
     if args.task:
-        from lab.slurm import job_id
+        from lab.sweep.slurm import job_id
 
         slurm_job = job_id() or "none"
     start = time.perf_counter()
@@ -273,7 +273,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"lab sweep: stopped: {e}; resume with: {_resume_command(args)}", file=sys.stderr)
         return 1
     if sweep.released == "SIGUSR1":  # preempted, or near the time limit: trials handed on; back into the queue
-        from lab.slurm import requeue
+        from lab.sweep.slurm import requeue
 
         requeue(slurm_job)
         return 0
@@ -299,8 +299,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, overrides: dict) -> int:
     """``--launcher slurm``: queue the study's points here (errors come now, not in a job), then submit the tasks."""
-    from lab.slurm import SlurmOptions, check_storage, submit
-    from lab.storage import PASSWORD_HINT, has_password, shown
+    from lab.sweep.slurm import SlurmOptions, check_storage, submit
+    from lab.sweep.storage import PASSWORD_HINT, has_password, shown
     from lab.sweep import Sweep
 
     storage = check_storage(args.storage)
@@ -310,7 +310,7 @@ def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, ov
     sweep = Sweep(name, spec, recipe, storage=storage, workers=1, overrides=overrides)
     added = sweep.queue()
     runs_dir = sweep.study_dir.parent.resolve()
-    secret = has_password(storage)  # then the URL reaches the tasks in a file only they read (lab.slurm.submit)
+    secret = has_password(storage)  # then the URL reaches the tasks in a file only they read (lab.sweep.slurm.submit)
     task = [sys.executable, "-m", "lab", "sweep", args.name, *([] if secret else ["--storage", storage]),
             "--runs-dir", str(runs_dir), "--task"]
     task += ["--workers", str(args.workers)] if args.workers is not None else []
@@ -330,7 +330,7 @@ def _submit_to_slurm(args: argparse.Namespace, name: str, spec, recipe: dict, ov
 
 def _resume_command(args: argparse.Namespace) -> str:
     """The ``lab sweep`` command line that carries on where this one stopped (a storage's password as ``***``)."""
-    from lab.storage import PASSWORD_HINT, has_password, shown
+    from lab.sweep.storage import PASSWORD_HINT, has_password, shown
 
     words = ["lab", "sweep", args.name]
     for option in ("storage", "runs_dir", "wandb", "workers"):
@@ -382,7 +382,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except RecordProblems as e:  # nothing written: a table over fewer seeds than the study ran would look complete
         for problem in e.problems:
             print(f"lab analyze: {problem}", file=sys.stderr)
-        from lab.storage import shown
+        from lab.sweep.storage import shown
 
         options = [word for flag, value in (("--runs-dir", args.runs_dir if args.runs_dir != "runs" else None),
                                             ("--storage", shown(args.storage))) if value is not None for word in (flag, value)]
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         print(version())
         return 0
     if command_line:
-        from lab.storage import masked_argv
+        from lab.sweep.storage import masked_argv
 
         sys.argv[1:] = masked_argv(argv)  # what W&B records of a trial's command line: no password
     args = _parse(argv)

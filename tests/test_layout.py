@@ -18,14 +18,17 @@ PACKAGES = ("lab", "analysis")
 # swept or analysed.
 NEVER = {
     "lab.config": ("lab.nets.resnet", "lab.data", "lab.records", "lab.train", "lab.module", "lab.tracking", "lab.sweep",
-                   "lab.slurm", "lab.bench", "lab.cli", "analysis"),
-    "lab.records": ("lab.nets.resnet", "lab.data", "lab.train", "lab.module", "lab.tracking", "lab.sweep", "lab.slurm",
-                    "lab.bench", "lab.cli", "analysis"),
+                   "lab.bench", "lab.cli", "analysis"),
+    "lab.records": ("lab.nets.resnet", "lab.data", "lab.train", "lab.module", "lab.tracking", "lab.sweep", "lab.bench",
+                    "lab.cli", "analysis"),
     "lab.nets": ("lab.config", "lab.records", "lab.data", "lab.train", "lab.module", "lab.sweep", "lab.cli", "analysis"),
     "lab.data": ("lab.records", "lab.train", "lab.module", "lab.sweep", "lab.cli", "analysis"),
-    "lab.storage": ("lab.train", "lab.module", "lab.sweep", "lab.cli", "analysis"),
-    "lab.train": ("lab.sweep", "lab.slurm", "lab.bench", "lab.cli", "analysis"),
-    "analysis": ("lab.cli", "lab.sweep", "lab.bench"),
+    "lab.sweep.spec": ("lab.train", "lab.module", "lab.sweep.coordinator", "lab.sweep.trial", "lab.cli", "analysis"),
+    "lab.sweep.storage": ("lab.train", "lab.module", "lab.sweep.coordinator", "lab.sweep.trial", "lab.cli", "analysis"),
+    "lab.sweep.protocol": ("lab.train", "lab.sweep.coordinator", "lab.sweep.trial", "lab.sweep.status", "lab.cli"),
+    "lab.sweep.status": ("lab.train", "lab.sweep.coordinator", "lab.sweep.trial", "lab.cli"),
+    "lab.train": ("lab.sweep", "lab.bench", "lab.cli", "analysis"),
+    "analysis": ("lab.cli", "lab.sweep.coordinator", "lab.sweep.trial", "lab.bench"),
 }
 
 
@@ -123,7 +126,7 @@ def test_no_module_imports_a_layer_above_its_own():
 
 
 def test_reading_a_config_or_a_run_record_loads_no_torch():
-    code = ("import sys, lab.config, lab.records, lab.spec, lab.storage, lab.nets; "
+    code = ("import sys, lab.config, lab.records, lab.sweep.spec, lab.sweep.storage, lab.nets; "
             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'wandb', 'optuna', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from lab import packing
+from lab.sweep import packing
 from lab.config import make_config
 from tests.conftest import TINY_RECIPE
 

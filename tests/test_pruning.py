@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lab.config import ConfigError
-from lab.spec import load_sweep
+from lab.sweep.spec import load_sweep
 from tests.conftest import TINY_RECIPE, lab, write_project
 
 # 200 iterations (a few seconds): time for the coordinator, which reads the metrics every second, to stop a trial

@@ -67,7 +67,8 @@ def test_the_ownership_check_sees_a_file_opened_by_name(tmp_path):
 
 def test_the_metrics_are_named_once():
     from analysis.runs import COLUMNS
-    from lab import spec, train
+    from lab import train
+    from lab.sweep import spec
 
     assert train.FINAL_METRICS is FINAL_METRICS
     assert spec.METRICS is SUMMARY_METRICS == (*records.ERRORS, "best_val_err", *records.LOSSES)

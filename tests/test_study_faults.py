@@ -23,7 +23,7 @@ SEEDS = {"grid": {"train.seed": [0, 1, 2]}}
 
 
 def load_study(name: str, storage: str | Path) -> optuna.Study:
-    from lab.storage import make_storage
+    from lab.sweep.storage import make_storage
 
     url = str(storage)
     return optuna.load_study(study_name=name, storage=make_storage(url, Path(url).parent))
@@ -78,7 +78,7 @@ def test_a_torn_journal_line_is_set_aside_and_the_study_completes(tmp_path):
 
 def test_a_damaged_journal_line_is_named_and_nothing_runs(tmp_path):
     """A journal broken before appends were made all-or-nothing: refused with the file and line, not a traceback."""
-    from lab.storage import make_storage
+    from lab.sweep.storage import make_storage
 
     root = write_project(tmp_path, SEEDS)
     journal = root / "runs" / "tiny" / "optuna.journal"
@@ -94,7 +94,7 @@ def test_a_damaged_journal_line_is_named_and_nothing_runs(tmp_path):
 
 def test_a_failed_append_leaves_no_partial_line(tmp_path, monkeypatch):
     """The write that fails (ENOSPC, a file-size limit) is cut back off: the journal stays readable."""
-    from lab.storage import make_storage
+    from lab.sweep.storage import make_storage
 
     storage = make_storage(None, tmp_path)
     study = optuna.create_study(study_name="s", storage=storage)

@@ -1,48 +1,11 @@
-"""``lab sweep NAME``: an Optuna study over configs, every trial a ``train(config)`` in its own process.
-
-A coordinator (``Sweep``: one per ``lab sweep`` command, one per SLURM task) runs ``workers`` trials at a
-time. Every coordinator of a study, on any machine, meets the others only in the study's storage, and
-a trial goes through these states there (user attributes in capitals are the constants below):
-
-- **WAITING** with its grid point: ``_enqueue`` puts every missing point in the queue once, as a trial
-  with the point's values as fixed parameters, ``GRID`` and the point's ``SETTINGS``.
-- **RUNNING** with an owner and a heartbeat: ``study.ask()`` hands the oldest waiting trial to exactly
-  one coordinator (``_claim``), which sets ``WORKER`` (host:pid:token), ``HEARTBEAT`` (renewed every
-  ``HEARTBEAT_S``), ``SLURM_JOB`` under SLURM, ``RUN`` and ``RECORD`` (the run folder), and trains it in a
-  child process (``_run``).
-- **COMPLETE** with the metric as its value and the summary's metrics as attributes (``_finish``), once
-  ``summary.json`` is written.
-- **FAIL** with the reason in ``FAILURE``: the run diverged or crashed (``_finish``); its worker died
-  (``_reap_stale``: a dead pid on this host, or no heartbeat for ``STALE_AFTER_S`` from any host; its
-  point is queued again and the new trial resumes the run from its checkpoint); the task was preempted or
-  reached its time limit (``release``: the point is queued again at once with the same parameters and run
-  name, ``CONTINUES`` naming the trial it continues, so the run resumes from its checkpoint).
-- **PRUNED** with ``PRUNED_AT``: the spec's ``pruner`` stopped the run at that iteration (``_run`` tells Optuna
-  the metric at every evaluation, ``trial.report``, and asks ``trial.should_prune``); the run folder says so in
-  ``pruned.json``. Its point is taken, like a complete one's: it does not run again.
-- **FAIL** with ``STALLED``: the trial's process made no progress for its stall timeout (``StallWatch``: stopped by
-  SIGSTOP, hung on a file system or a GPU); it is killed and its point queued again (``_requeue``), once, resuming
-  from the checkpoint. While it makes none, ``PROGRESS`` says since when and ``--status`` shows it stalled.
-- **PRUNED** with ``SKIPPED``: the point was already held by another trial (two machines enqueueing at
-  once: of two unfinished trials of one point the higher number steps aside), or is no longer in the grid.
-
-Timeouts: a heartbeat every ``HEARTBEAT_S`` (30 s) is cheap for any database; ``STALE_AFTER_S`` (600 s,
-twenty missed heartbeats) is long enough that a slow database or a paused VM never fails a live trial,
-and short next to trials that run for hours. A trial claimed but not yet owned (its coordinator died
-inside ``_claim``) is lost after ``CLAIM_LOST_S``. Running the command again resumes: complete points
-are skipped, lost ones run again, each point completes once.
-
-One process per trial because W&B and Lightning keep process-wide state (an active ``wandb.run``,
-``WANDB_MODE``): trials sharing a process would merge into one W&B run. The processes fork from a
-server that imported torch and Lightning once, so a trial starts in well under a second.
-"""
+"""A coordinator (``Sweep``: one per ``lab sweep`` command, one per SLURM task): claims the study's trials, runs each in
+a trial process (``lab.sweep.trial``), reports its metric to Optuna, watches its heartbeat and progress, and finishes
+it; the states it moves trials through are ``lab.sweep.protocol``'s."""
 from __future__ import annotations
 
 import errno
-import json
 import multiprocessing
 import os
-import shlex
 import signal
 import socket
 import sys
@@ -53,53 +16,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import packing
 from lab.config import Config, ConfigError, canonical, make_config, quote
-# The spec and its loading live in lab.spec; imported here too, where they always were.
-from lab.spec import (  # noqa: F401
-    METRICS, NAMING_KEYS, PROJECT_ROOT, SweepSpec, _matches, _plain_name, _search_example, find_recipe, find_sweep,
-    load_sweep, planned_trials,
-)
 from lab.progress import QUIET_ENV, StudyProgress
 from lab.records import check_folder
-from lab.slurm import SLURM_JOBS
-from lab.storage import StorageUnavailable, disk_full, make_storage, shown
-
-HEARTBEAT_S = 30  # how often a running trial's coordinator says it is alive
-EXIT_DISK_FULL = 75  # a trial process's exit status when it could not write its record (EX_TEMPFAIL)
-EXIT_CHECKPOINTED = 76  # a SLURM task's trial process, stopped by a signal after saving its checkpoint
-STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
-CLAIM_LOST_S = 60  # a trial popped by ask() and not owned after this long: its coordinator died in between
-LINGER_POLL_S = 5  # how often a SLURM task with nothing to claim looks for lost trials of other tasks
-# A trial process that makes no progress (no batch, no checkpoint: lab.progress.Pulse) for its stall timeout is
-# killed and its point resumed in a new trial. Unless --stall-timeout says otherwise, the timeout is STALL_FACTOR
-# times the longest pause the trial has made so far (an evaluation, a checkpoint on a slow disk), at least
-# STALL_FLOOR_S; before its first iteration (imports, reading a dataset) at least STARTUP_STALL_S.
-STALL_FACTOR, STALL_FLOOR_S, STARTUP_STALL_S = 10, 300, 900
-MAX_STALLS = 2  # a point whose trials stall this many times in a row is failed, not queued again
-
-# A trial's user attributes (what lab knows of it; every Optuna tool shows them):
-GRID = "grid"  # its grid point, {key: value}
-SETTINGS = "settings"  # the point's `when` settings when it was enqueued (a study refuses changed ones)
-WORKER = "worker"  # host:pid:token of the coordinator running it
-HEARTBEAT = "heartbeat"  # unix time its coordinator last said it is alive
-SLURM_JOB = "slurm_job"  # the SLURM job (JOB_TASK of an array) whose coordinator runs it
-RUN = "run"  # the run's name, e.g. resnet-56-s0; a continued trial inherits it
-RECORD = "record"  # the run folder's absolute path
-FAILURE = "failure"  # why it failed
-WARNINGS = "warnings"  # a finished run's warnings (lab.health): a loss spike, an end near chance
-SKIPPED = "skipped"  # why it was pruned without running
-PRUNED_AT = "pruned_at"  # the iteration at which the spec's pruner stopped its run
-CONTINUES = "continues"  # the number of the preempted trial whose run this one continues
-PROGRESS = "progress"  # {"iteration", "at": its unix time, "stall_after": s, "stalled_since"?}: what the trial reported
-STALLED = "stalled"  # how many trials of its point in a row were killed for making no progress
-N_PARAMS = "n_params"  # the net's parameter count (Optuna's "params" are the trial's parameters)
-# The study's user attributes:
-BASE_CONFIG = "base_config"  # the config the study started with, less what varies and track.*
-LOST_RECORDS = "lost_records"  # {trial number: problem} of complete trials whose run record is gone
-# SLURM_JOBS (lab.slurm): the SLURM array jobs submitted for the study (lab sweep --launcher slurm)
-WANDB_GROUP = "wandb_group"  # the study's W&B group: its name and a short id, set when the study is made
-
+from lab.sweep import packing
+from lab.sweep.dryrun import training_cost
+from lab.sweep.protocol import (
+    BASE_CONFIG,
+    CLAIM_LOST_S,
+    CONTINUES,
+    EXIT_DISK_FULL,
+    FAILURE,
+    GRID,
+    HEARTBEAT,
+    HEARTBEAT_S,
+    LINGER_POLL_S,
+    LOST_RECORDS,
+    MAX_STALLS,
+    N_PARAMS,
+    PROGRESS,
+    PRUNED_AT,
+    RECORD,
+    RUN,
+    SETTINGS,
+    SKIPPED,
+    SLURM_JOB,
+    STALE_AFTER_S,
+    STALLED,
+    STALL_FACTOR,
+    STALL_FLOOR_S,
+    STARTUP_STALL_S,
+    WANDB_GROUP,
+    WARNINGS,
+    WORKER,
+    _grid_key,
+    _param_value,
+    _pid_alive,
+)
+from lab.sweep.spec import METRICS, SweepSpec, _plain_name, planned_trials
+from lab.sweep.storage import StorageUnavailable, disk_full, make_storage
+from lab.sweep.trial import _chain, _trial_main
 
 def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     if "choices" in dist:
@@ -110,279 +66,11 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
 
 
-def net_size(config: Config, cache: dict[tuple, tuple[int, int]]) -> tuple[int, int]:
-    """(parameters, multiply-adds per image) of a config's net, counted on the meta device (no memory, no
-    initialisation, even for ResNet-152); ``cache`` keeps them per distinct net."""
-    import torch
-
-    from lab import nets
-    from lab.data import input_shape
-
-    m, (channels, height, width, classes) = config.model, input_shape(config.data)
-    key = (m.arch, m.depth, m.shortcut, m.style, channels, height, width, classes)
-    if key not in cache:
-        with torch.device("meta"):
-            net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
-            cache[key] = nets.count_params(net), nets.multiply_adds(net, (channels, height, width))
-    return cache[key]
-
-
-def training_cost(config: Config, cache: dict[tuple, tuple[int, int]]) -> float:
-    """Multiply-adds of a whole training run: a step costs about 3 forward passes (forward, and backward for
-    inputs and weights) of every image of the batch."""
-    return 3.0 * net_size(config, cache)[1] * config.optim.batch_size * config.optim.max_steps
-
-
-TIMED_STEP_MAX_MACS = 5e10  # a training step costlier than this (ImageNet nets, say) is not timed on the CPU
-
-
-def timeable(config: Config, cache: dict[tuple, tuple[int, int]]) -> bool:
-    """Whether ``step_seconds`` can time a config here: no GPU would train it, and a step is cheap enough for the CPU."""
-    return not packing.visible_gpus() and training_cost(config, cache) / config.optim.max_steps <= TIMED_STEP_MAX_MACS
-
-
-def step_seconds(config: Config, threads: int) -> float:
-    """Seconds of one training step of ``config``'s net here (forward, backward, SGD on a batch of random images
-    of the recipe's size), the fastest of 2 after a warm-up one, on ``threads`` CPU threads (``timeable`` first)."""
-    import torch
-    import torch.nn.functional as F
-
-    from lab import nets
-    from lab.data import input_shape
-
-    channels, height, width, classes = input_shape(config.data)
-    m, batch = config.model, config.optim.batch_size
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
-        optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-        x, y = torch.randn(batch, channels, height, width), torch.randint(classes, (batch,))
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            optimizer.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            optimizer.step()
-            times.append(time.perf_counter() - start)
-        return min(times[1:])
-    finally:
-        torch.set_num_threads(before)
-
-
-def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout,
-            workers: int = 1) -> None:
-    """Print every trial the sweep would run with its net's size and cost, and the totals, and an estimate of its
-    wall time with ``workers`` trials at once (training steps timed here); runs no trial and writes nothing."""
-    from lab.data import input_shape
-
-    trials = planned_trials(spec, recipe, overrides)
-    cost: dict[tuple, tuple[int, int]] = {}
-    rows, total_macs = [], 0.0
-    for run, config in trials:
-        params, macs = net_size(config, cost)
-        _, height, width, _ = input_shape(config.data)
-        o = config.optim
-        total_macs += training_cost(config, cost)
-        rows.append((run, f"{params:,}", _si(macs), f"{height}x{width}", f"{o.max_steps:,}", str(o.batch_size)))
-    header = ("run", "params", "mult-adds/image", "input", "iterations", "batch")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"[{name}] dry run: {_plural(len(trials), 'trial')}; nothing is run or written", file=out)
-    for row in [header, *rows]:
-        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))), file=out)
-    absent = sorted({c.data.data_dir for _, c in trials if c.data.name == "imagefolder" and not (Path(c.data.data_dir) / "train").is_dir()})
-    if absent:  # imagefolder_shape falls back to ImageNet's classes; say so rather than count silently
-        print(f"[{name}] no {', '.join(absent)}/train here: counted with ImageNet's 1,000 classes", file=out)
-    searched = f"; searched ({', '.join(spec.search)}) shown at their lower bounds" if spec.search else ""
-    print(f"[{name}] total: {_plural(len(trials), 'trial')}, {_plural(len(cost), 'distinct net')}, "
-          f"{_si(total_macs)} multiply-adds of training (about 3x forward per image){searched}", file=out)
-    from lab.progress import duration
-
-    untimed = next((config for _, config in trials if not timeable(config, cost)), None)
-    if untimed is not None:
-        print(f"[{name}] no time estimate: {untimed.run_name} would train on a GPU or is too large to time on "
-              f"the CPU; the sweep shows its ETA once its first trials run", file=out)
-        return
-    threads = packing.threads_per_trial(workers)
-    timed: dict[tuple, float] = {}  # seconds per step of each distinct net and batch
-    seconds = 0.0
-    for _, config in trials:
-        m = config.model
-        key = (m.arch, m.depth, m.shortcut, m.style, config.optim.batch_size, config.data.name)
-        if key not in timed:
-            timed[key] = step_seconds(config, threads)
-        seconds += timed[key] * config.optim.max_steps
-    print(f"[{name}] estimated: about {duration(seconds / min(workers, len(trials)))} of training with {workers} "
-          f"worker{'s' * (workers != 1)} ({threads} thread{'s' * (threads != 1)} each; training steps timed here, "
-          f"evaluations and start-up not counted); `lab sweep {shlex.quote(name)}` shows its ETA as it runs", file=out)
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _si(n: float) -> str:
-    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:.0f}"
-
-
-def _grid_key(point: dict[str, Any]) -> str:
-    return json.dumps(point, sort_keys=True)
-
-
-def _param_value(value: Any) -> Any:
-    """A grid value as an Optuna categorical choice: a number, string, bool or None as it is, else its JSON."""
-    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value, sort_keys=True)
-
-
 def _record_problem(run_dir: Path) -> str | None:
     """What is wrong with a finished run's record, if anything: a missing folder or an unreadable summary."""
     from lab.records import RunRecord
 
     return RunRecord(run_dir).summary_problem()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
-                gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None,
-                pulse: Any = None) -> None:
-    """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
-    CUDA starts: ``lab.packing``); exit 75 on a full disk. ``progress``: (the coordinator's queue, the trial's
-    number): where it is, every few seconds (``lab.progress``); ``pulse``: where the trial writes that it makes
-    progress (``lab.progress.Pulse``, read by ``StallWatch``)."""
-    from lab.packing import trial_environment
-
-    os.environ.update(trial_environment(gpu))
-    try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
-    except OSError as e:
-        os._exit(EXIT_DISK_FULL if disk_full(e) else 1)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-
-    def watch() -> None:  # an orphaned trial would race its own retry for the same run folder
-        while _pid_alive(coordinator_pid):
-            time.sleep(1)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-    from lab.train import EXIT_INTERRUPTED, interrupt_note
-
-    interrupted = interrupt_note(f"[lab sweep] {run_name}: interrupted (SIGINT); its run resumes from its last checkpoint")
-    config = make_config(config_data)
-    callbacks: tuple = ()
-    if pulse is not None:
-        from lab.progress import Pulse
-
-        callbacks += (Pulse(pulse),)
-    if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
-        from lab.slurm import slurm_env_dropped
-
-        slurm_env_dropped()
-        callbacks += (_checkpoint_on_signal(config, run_name),)
-    if progress is not None:
-        from lab.progress import TrialProgress
-
-        reports, number = progress
-        reports.cancel_join_thread()  # a report still queued never holds up the trial's exit
-        callbacks += (TrialProgress(lambda *where: reports.put((number, *where)), config.optim.batch_size),)
-    import torch
-
-    from lab.train import train
-
-    torch.set_num_threads(threads)
-    from lab.records import RunFailed
-
-    try:
-        # the study owns its run folders: a point runs again only when no trial of the study finished it (a run
-        # that failed with another config, `lab sweep NAME optim.lr=1e30` then the fixed command, is replaced)
-        train(config, run_name, callbacks=callbacks, overwrite=True, wandb_group=wandb_group)
-    except RunFailed as e:  # the run's own result (it diverged): one line in its log, not a traceback
-        print(f"[lab sweep] {e}; record: {e.run_dir}", flush=True)
-        sys.exit(1)
-    except ConfigError as e:  # e.g. its run folder holds a record of another config: one line, not a traceback
-        print(f"[lab sweep] {run_name}: {e}", flush=True)
-        sys.exit(2)
-    except BaseException as e:
-        if interrupted:  # Lightning turns Ctrl-C into exit(1); the log says what happened (interrupt_note)
-            os._exit(EXIT_INTERRUPTED)
-        if not any(disk_full(x) for x in _chain(e)):
-            raise
-        try:
-            print(f"[lab sweep] {run_name} stopped: the disk is full ({e})", flush=True)
-        except OSError:
-            pass
-        os._exit(EXIT_DISK_FULL)
-    sys.stdout.flush()
-
-
-def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
-    """A Lightning callback for a SLURM task's trial: SIGTERM or SIGUSR1 (from SLURM at preemption, or from the
-    coordinator releasing it) saves ``last.ckpt`` at the end of the training step under way, and the process
-    exits ``EXIT_CHECKPOINTED``: the run resumes from that very iteration, not from its last evaluation.
-    Installed before ``fit``, these handlers keep Lightning from registering its own for SIGTERM."""
-    import pytorch_lightning as pl
-
-    from lab.records import RunRecord, run_dir_for, write_atomic_with
-
-    received: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, lambda number, frame: received.append(number))
-
-    from lab.module import INTERVAL_STATE  # the classifier's statistics since the last evaluation
-
-    class CheckpointOnSignal(pl.Callback):
-        def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-            # the training error and loss summed since the last evaluation: a run checkpointed between two
-            # evaluations then logs the same averages at the next one as if never stopped
-            checkpoint["lab_interval"] = {k: getattr(module, k) for k in INTERVAL_STATE if hasattr(module, k)}
-
-        def on_load_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-            for key, value in checkpoint.get("lab_interval", {}).items():
-                setattr(module, key, value)
-
-        def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
-            # After a step that an evaluation follows, stop after the evaluation: a checkpoint saved before it
-            # would resume past it, and its row would never be logged.
-            evaluation_follows = trainer.global_step % config.train.eval_every == 0 or trainer.global_step >= trainer.max_steps
-            if received and not evaluation_follows:
-                self.stop(trainer, module)
-
-        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            if received:
-                self.stop(trainer, module)
-
-        def stop(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            if hasattr(module, "check_finite"):
-                module.check_finite()  # a loss gone non-finite since the last check: the run diverged, say so
-            # atomic: a kill now leaves the previous checkpoint or this one
-            write_atomic_with(RunRecord(run_dir_for(config, run_name)).checkpoint_path, trainer.save_checkpoint)
-            print(f"[lab sweep] {signal.Signals(received[0]).name}: checkpoint of iteration {trainer.global_step} "
-                  f"saved; stopping", flush=True)
-            os._exit(EXIT_CHECKPOINTED)
-
-    return CheckpointOnSignal()
-
-
-def _chain(error: BaseException | None) -> list[BaseException]:
-    """An exception and the ones it was raised from or while handling."""
-    seen: list[BaseException] = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
-    return seen
 
 
 @dataclass
@@ -556,7 +244,7 @@ class Sweep:
         self.threads_per_trial = packing.threads_per_trial(workers)
         self.mp = multiprocessing.get_context("forkserver")
         # torch, Lightning, W&B and scikit-learn imported once (about 13 s on 2 cores), not per trial
-        self.mp.set_forkserver_preload(["lab.sweep", "lab.train", "wandb", "sklearn.datasets"])
+        self.mp.set_forkserver_preload(["lab.sweep.trial", "lab.train", "wandb", "sklearn.datasets"])
 
     def _check_same_base(self) -> None:
         """Refuse to mix configs in one study: what does not vary must match what the study started with."""
@@ -1007,7 +695,7 @@ class Sweep:
 
         Under SLURM (``slurm_job``), SIGUSR1 (the job's ``--signal``: its time limit is near, or it is being
         preempted) and SIGTERM (``scancel``) release the running trials (``release``) and return;
-        ``self.released`` is then the signal's name (on SIGUSR1 the task requeues itself: ``lab.slurm``).
+        ``self.released`` is then the signal's name (on SIGUSR1 the task requeues itself: ``lab.sweep.slurm``).
         """
         signalled: list[str] = []
         if self.slurm_job:
@@ -1094,109 +782,3 @@ class Sweep:
                 except Exception:  # the storage is what failed: the next run finds the trial's worker gone
                     pass
                 self.processes.pop(number, None)
-
-
-def _running_state(trial: Any, now: float) -> str:
-    """"running", or "stalled" when its coordinator said the trial has made no progress for half its stall timeout."""
-    progress = trial.user_attrs.get(PROGRESS)
-    return "stalled" if isinstance(progress, dict) and "stalled_since" in progress else "running"
-
-
-def _progress_text(trial: Any, now: float) -> str:
-    """", iteration N" of a running trial; of a stalled one also how long it has made no progress, and its limit."""
-    progress = trial.user_attrs.get(PROGRESS)
-    if not isinstance(progress, dict) or not isinstance(progress.get("iteration"), int):
-        return ""
-    text = f", iteration {progress['iteration']}"
-    if "stalled_since" in progress:
-        text += (f", no progress for {now - progress['stalled_since']:.0f}s (killed and resumed after "
-                 f"{progress.get('stall_after', '?')}s)")
-    return text
-
-
-def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: str | None = None,
-                 overrides: dict[str, Any] | None = None, out=sys.stdout) -> dict[str, int]:
-    """``lab sweep NAME --status``: the study at a glance, from its storage alone (any machine, any launcher):
-    points done / running (where) / failed (why) / waiting, and the study's SLURM jobs still queued."""
-    import optuna
-    from optuna.trial import TrialState
-
-    cli = {**(overrides or {}), "track.study": name}
-    study_dir = Path(make_config(recipe, spec.overrides({}, cli)).track.runs_dir) / name
-    if (not storage or "://" not in storage) and not Path(storage or study_dir / "optuna.journal").is_file():
-        raise ConfigError(f"no study {name!r} in {storage or study_dir / 'optuna.journal'}: start it with "
-                          f"`lab sweep {shlex.quote(name)}`, or give the --storage (and --runs-dir) it was started with")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=name, storage=make_storage(storage, study_dir))
-    except KeyError:
-        raise ConfigError(f"no study {name!r} in {shown(storage)}: start it with `lab sweep {shlex.quote(name)} --storage ...`") from None
-    lost = {int(k) for k in study.user_attrs.get(LOST_RECORDS, {})}
-    trials = [t for t in study.get_trials(deepcopy=False) if not (t.number in lost and t.state == TrialState.COMPLETE)]
-    continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
-    now, rows = time.time(), []
-    if spec.grid:
-        names = {_grid_key(p): run for p, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, cli))}
-        by_point: dict[str, list] = {key: [] for key in names}
-        for t in trials:
-            key = _grid_key(t.user_attrs.get(GRID, {}))
-            if key in by_point:
-                by_point[key].append(t)
-        units = [(names[key], ts) for key, ts in by_point.items()]
-    else:
-        units = [(t.user_attrs.get(RUN, f"trial {t.number}"), [t]) for t in trials]
-    counts = {"done": 0, "pruned": 0, "running": 0, "failed": 0, "waiting": 0}
-    for run, ts in units:
-        states = {t.state for t in ts}
-        pruned = [t for t in ts if t.state == TrialState.PRUNED and PRUNED_AT in t.user_attrs]
-        if TrialState.COMPLETE not in states and pruned:
-            counts["pruned"] += 1
-            rows.append(f"  pruned   {pruned[0].user_attrs.get(RUN, run)}: trial {pruned[0].number} at iteration "
-                        f"{pruned[0].user_attrs[PRUNED_AT]}")
-        elif TrialState.COMPLETE in states:
-            counts["done"] += 1
-            for t in (t for t in ts if t.state == TrialState.COMPLETE and t.user_attrs.get(WARNINGS)):
-                rows.append(f"  marked   {t.user_attrs.get(RUN, run)}: trial {t.number}: {'; '.join(t.user_attrs[WARNINGS])}")
-        elif TrialState.RUNNING in states:
-            counts["running"] += 1
-            for t in (t for t in ts if t.state == TrialState.RUNNING):
-                worker = str(t.user_attrs.get(WORKER, "?::")).split(":")
-                job = f", SLURM job {t.user_attrs[SLURM_JOB]}" if SLURM_JOB in t.user_attrs else ""
-                beat = now - t.user_attrs.get(HEARTBEAT, t.datetime_start.timestamp())
-                rows.append(f"  {_running_state(t, now)}  {t.user_attrs.get(RUN, run)}: trial {t.number} on {worker[0]} "
-                            f"(pid {worker[1]}{job}), heartbeat {beat:.0f}s ago{_progress_text(t, now)}")
-        elif TrialState.WAITING in states or not ts:
-            counts["waiting"] += 1
-            after = [t for t in ts if t.state == TrialState.WAITING and CONTINUES in t.user_attrs]
-            if after:
-                rows.append(f"  waiting  {run}: continues trial {after[0].user_attrs[CONTINUES]} from its checkpoint")
-        else:  # every trial of it ended unfinished
-            last = max(ts, key=lambda t: t.number)
-            if last.state == TrialState.FAIL and last.number not in continued:
-                counts["failed"] += 1
-                rows.append(f"  failed   {last.user_attrs.get(RUN, run)}: trial {last.number}: {last.user_attrs.get(FAILURE, '?')}")
-            elif spec.grid:
-                counts["waiting"] += 1  # skipped, or handed on: the next coordinator queues the point again
-    if not spec.grid:
-        counts["waiting"] = max(0, spec.n_trials - counts["done"] - counts["pruned"] - counts["running"])
-    total = spec.total
-    marked = sum(row.startswith("  marked") for row in rows)
-    pruned_text = f", {counts['pruned']} pruned" if counts["pruned"] else ""
-    print(f"[{name}] {_plural(total, 'point' if spec.grid else 'trial')}: {counts['done']} done"
-          f"{f' ({marked} marked)' if marked else ''}{pruned_text}, {counts['running']} running, "
-          f"{counts['failed']} failed, {counts['waiting']} waiting", file=out)
-    for row in rows:
-        print(row, file=out)
-    jobs = study.user_attrs.get(SLURM_JOBS, [])
-    if jobs:
-        from lab.slurm import queued_jobs
-
-        queued = queued_jobs(jobs)
-        if queued is None:
-            print(f"  SLURM    jobs {', '.join(str(j['job']) for j in jobs)}: no squeue here to ask", file=out)
-        elif not queued:
-            print(f"  SLURM    no job of the study is queued (submitted: {', '.join(str(j['job']) for j in jobs)})", file=out)
-        else:
-            print("  SLURM    " + ", ".join(f"{job} {state}" + (f" ({reason})" if reason not in ("None", "") else "")
-                                          for job, state, reason in queued), file=out)
-    return counts

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.config import ConfigError, quote
-from lab.storage import STORAGE_ENV
+from lab.sweep.storage import STORAGE_ENV
 
 SIGNAL_S = 120  # USR1 this long before the time limit: time to stop trials and tell the study
 LAUNCHERS = ("local", "slurm")

@@ -2,7 +2,7 @@
 
 ``load_sweep(NAME)`` finds and reads it, checks it (one line naming the field on any error) and validates
 every grid point as a config before anything runs; ``planned_trials`` lists the runs it makes. How the
-trials are run is ``lab.sweep``'s business (and ``lab.slurm``'s on a cluster).
+trials are run is ``lab.sweep``'s business (and ``lab.sweep.slurm``'s on a cluster).
 """
 from __future__ import annotations
 
