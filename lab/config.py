@@ -44,14 +44,15 @@ def name_problem(name: Any) -> str | None:
     characters.
     """
     if not isinstance(name, str) or not name:
-        return "is empty" if name == "" else f"{quote(name)} is not a name"
+        return f"{quote(name)} is not a folder name" + (" (it is empty)" if name == "" else "")
     if name in (".", ".."):
-        return f"{name!r} is not a folder name (it names a folder above or at runs_dir)"
+        return f"{name!r} is not a folder name (it names the folder it is in, or the one above)"
     bad = next((c for c in name if c in "/\\" or not c.isprintable()), None)
     if bad is not None:
-        return f"{quote(name)} holds {bad!r}; a name is one folder name of printable characters, without / or \\"
+        return (f"{quote(name)} is not a folder name (it holds {bad!r}; a name is one folder name of printable "
+                f"characters, without / or \\)")
     if len(name) > 200:
-        return f"{quote(name)} is {len(name)} characters long, longer than a folder name should be (200)"
+        return f"{quote(name)} is not a folder name ({len(name)} characters long; at most 200)"
     return None
 
 

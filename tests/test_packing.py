@@ -94,7 +94,9 @@ def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkey
         def join(self, timeout):
             threading.Event().wait(0.05)
 
-    monkeypatch.setattr(sweep, "mp", type("Ctx", (), {"Process": FakeProcess}))
+    # the trial's progress (lab.progress.Pulse): shared memory in a real context
+    monkeypatch.setattr(sweep, "mp", type("Ctx", (), {"Process": FakeProcess,
+                                                      "RawArray": staticmethod(lambda kind, n: [0.0] * n)}))
     sweep._enqueue_missing()
     sweep.log_dir.mkdir(parents=True)
     claims = [sweep._claim() for _ in range(4)]

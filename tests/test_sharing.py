@@ -151,7 +151,7 @@ def test_names_that_leave_the_runs_folder_or_break_a_line_are_refused(tmp_path, 
     for study in ("..", ".", ""):
         line = one_error(capsys, main(["train", recipe, f"track.study={study}"]))
         assert "track.study: " in line, line
-    assert "--name: 'a\\nb' holds '\\n'" in one_error(capsys, main(["train", recipe, "--name", "a\nb"]))
+    assert "--name: 'a\\nb' is not a folder name (it holds '\\n';" in one_error(capsys, main(["train", recipe, "--name", "a\nb"]))
     for name in ("..", "a\nb", "a\x1b[2Jb"):
         (root / "sweeps" / f"{name}.yaml").write_text("recipe: tiny\ngrid: {train.seed: [0]}\n")
         line = one_error(capsys, main(["sweep", str(root / "sweeps" / f"{name}.yaml")]))

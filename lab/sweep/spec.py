@@ -16,7 +16,7 @@ from typing import Any
 from lab.config import ConfigError, _key, check_name, from_dict, make_config, quote, read_yaml
 from lab.records import SUMMARY_METRICS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # lab/sweep/spec.py: the project holding sweeps/ and experiments/
 METRICS = SUMMARY_METRICS  # a sweep selects any metric of a run's summary (named in lab.records)
 NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner"}  # pruner: NAME -> Optuna's
