@@ -248,7 +248,7 @@ def measure_lab(data_dir: Path, runs_dir: Path, depth: int, variant: str, warmup
 def _train_loop(net: torch.nn.Module, batches: Any, warmup: int, steps: int, device: torch.device,
                 precision: str = "32", compile_: bool = False) -> tuple[float, float]:
     """A plain PyTorch loop (the paper's SGD): (seconds of the ``steps`` timed iterations, seconds before them)."""
-    from lab.module import compiled_step, loss_and_wrong
+    from lab.train.classifier import compiled_step, loss_and_wrong
 
     fused = True if compile_ and device.type == "cuda" else None
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4, fused=fused)

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                    "password out of it: ~/.pgpass, or LAB_STORAGE in the environment")
     s.add_argument("--workers", type=int, default=None,
                    help="parallel trial processes here (default: one per CPU core up to 8 without a GPU; with GPUs, "
-                   "up to 4 small nets per GPU: lab/packing.py)")
+                   "up to 4 small nets per GPU: lab/sweep/packing.py)")
     s.add_argument("--stall-timeout", type=float, metavar="SECONDS",
                    help="kill a trial that makes no progress (no training or evaluation batch) for this long, and resume "
                    "its run from its checkpoint in a new trial (default: 10x its longest pause so far, at least 300 s; "

@@ -1,6 +1,6 @@
 """Warnings on a finished run's curves: a training loss that spiked, or a run that ended near chance.
 
-A marked run is still a result (a run whose loss became NaN is a failure instead, ``lab.module.Diverged``);
+A marked run is still a result (a run whose loss became NaN is a failure instead, ``lab.train.classifier.Diverged``);
 ``summary.json`` lists its warnings, the sweep's progress line and ``lab sweep --status`` show them, and
 ``lab analyze`` names the marked runs in its README and captions. Read from the rows of ``metrics.jsonl``
 only, so a record written before these checks existed is checked the same way (where its rows allow).

@@ -7,7 +7,7 @@ for a reason of its own (it diverged) has ``failure.json`` instead, and no summa
 stopped early has ``pruned.json``, and no summary.
 A damaged file found when a run is trained again is renamed ``NAME.damaged`` (kept for inspection) and not read again.
 
-``RunRecord(run_dir)`` reads and writes one run's files; training (``lab.train``, ``lab.tracking``), sweeps and
+``RunRecord(run_dir)`` reads and writes one run's files; training (``lab.train``, ``lab.train.tracking``), sweeps and
 analysis go through it, and the metrics a run records are named here once (``FINAL_METRICS``, ``SUMMARY_METRICS``).
 torch is imported only to read a checkpoint.
 """

@@ -92,7 +92,7 @@ def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 def train_until_killed(config, iteration: int, monkeypatch) -> None:
     """Train ``config`` until its worker "dies" at ``iteration`` (an exception mid-training leaves the run record as a
     killed process does: checkpoints and metrics up to the last evaluation), then put the training step back."""
-    from lab.module import Classifier
+    from lab.train.classifier import Classifier
     from lab.train import train
 
     step = Classifier.training_step

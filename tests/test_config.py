@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from lab.config import ConfigError, load_config, make_config
-from lab.module import LrSchedule
+from lab.train.schedule import LrSchedule
 from tests.conftest import TINY_RECIPE, lab
 
 ROOT = Path(__file__).resolve().parent.parent

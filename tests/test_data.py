@@ -6,7 +6,7 @@ import torch
 
 from lab.config import ConfigError, DataConfig, make_config
 from lab.data import EvalBatches, Split, TrainStream, augment, load_dataset
-from lab.module import make_datamodule
+from lab.train.datamodules import make_datamodule
 from tests.conftest import TINY_RECIPE, write_cifar100
 
 

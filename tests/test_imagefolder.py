@@ -20,7 +20,7 @@ from lab.data.imagefolder import (
     mean_image,
     train_loader,
 )
-from lab.module import WARMUP_WINDOW, LrSchedule
+from lab.train.schedule import LrSchedule, WARMUP_WINDOW
 from lab.records import run_dir_for
 from lab.train import train
 from tests.conftest import TINY_RECIPE, train_until_killed, write_imagefolder

@@ -13,10 +13,12 @@ import pytest
 import yaml
 
 from lab.config import make_config
-from lab.module import Classifier
+from lab.train.classifier import Classifier
 from lab.records import FAILURE_FILE, RunFailed, finished_summary, read_failure, run_dir_for, write_json_atomic
-from lab.tracking import RecordLogger
-from lab.train import FINAL_METRICS, RecordCheckpoint, train
+from lab.train.tracking import RecordLogger
+from lab.records import FINAL_METRICS
+from lab.train import train
+from lab.train.callbacks import RecordCheckpoint
 from tests.conftest import TINY_RECIPE, lab, train_until_killed
 
 RECIPE = {**TINY_RECIPE, "data": {"name": "digits", "crop_pad": 1, "flip": True},

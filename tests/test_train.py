@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from lab.config import ConfigError, make_config
-from lab.tracking import wandb_mode
+from lab.train.tracking import wandb_mode
 from lab.records import run_dir_for
 from lab.train import train
 from tests.conftest import TINY_RECIPE, lab, train_until_killed
@@ -76,7 +76,7 @@ def test_wandb_is_offline_without_an_api_key_and_online_with_one(monkeypatch, tm
 def test_online_wandb_that_cannot_reach_a_server_falls_back_to_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setattr("lab.tracking.WANDB_INIT_TIMEOUT_S", 5)
+    monkeypatch.setattr("lab.train.tracking.WANDB_INIT_TIMEOUT_S", 5)
     cfg = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "track.wandb": "online"})
     with pytest.warns(UserWarning, match="logging offline instead"):
         train(cfg)

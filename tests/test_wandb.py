@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from lab.config import make_config
-from lab.tracking import wandb_key
+from lab.train.tracking import wandb_key
 from lab.train import train
 from tests.conftest import TINY_RECIPE, lab
 
@@ -170,7 +170,7 @@ def test_a_killed_and_resumed_run_has_every_evaluation_once_in_wandb(tmp_path, m
 def test_wandb_gets_a_row_only_once_its_checkpoint_is_saved(tmp_path, monkeypatch):
     """A row of metrics.jsonl past the last checkpoint is trained again on resume (and dropped from the record), so
     W&B must not have it from the attempt that stopped: here the checkpoint of iteration 10 cannot be written."""
-    from lab.train import RecordCheckpoint
+    from lab.train.callbacks import RecordCheckpoint
 
     cfg = make_config(LONG_RECIPE, {"track.runs_dir": str(tmp_path), "optim.max_steps": 20, "optim.milestones": [15]})
     run_dir = tmp_path / "adhoc" / "resnet-8-s0"
@@ -244,7 +244,7 @@ def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_
 
 
 def test_lab_train_runs_of_one_study_folder_share_its_group(tmp_path):
-    from lab.tracking import WANDB_GROUP_FILE
+    from lab.train.tracking import WANDB_GROUP_FILE
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
     for seed in (0, 1):

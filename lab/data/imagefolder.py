@@ -6,7 +6,7 @@ selection, plateau detection) is ``data.val_size`` images held out of ``train`` 
 
 ImageNet does not fit on a GPU as tensors, so unlike ``lab.data`` this is a real input pipeline: a
 torch ``DataLoader`` whose worker processes decode, resize and crop each image into a uint8 tensor;
-pinned memory; mean subtraction and scaling happen on the training device (``lab.module``).
+pinned memory; mean subtraction and scaling happen on the training device (``lab.train.datamodules``).
 
 Exact resume: training batch ``i`` is a function of ``(seed, i)`` only. ``SeededBatches`` draws each
 pass's permutation from ``(seed, pass)`` (as ``lab.data.tensors.TrainStream`` does) and hands every image an

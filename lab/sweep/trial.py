@@ -99,7 +99,7 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
     for sig in (signal.SIGTERM, signal.SIGUSR1):
         signal.signal(sig, lambda number, frame: received.append(number))
 
-    from lab.module import INTERVAL_STATE  # the classifier's statistics since the last evaluation
+    from lab.train.classifier import INTERVAL_STATE  # the classifier's statistics since the last evaluation
 
     class CheckpointOnSignal(pl.Callback):
         def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:

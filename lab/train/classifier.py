@@ -1,4 +1,5 @@
-"""Lightning wrappers: the classifier around an injected net, and the data (tensors on the device, or ImageFolder)."""
+"""The LightningModule (``Classifier``) around an injected net: the training step (compiled on a GPU), divergence checks,
+evaluation metrics, the optimizer and its schedule (``lab.train.schedule``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.data import imagefolder
-from lab.config import DataConfig, OptimConfig
-from lab.data import Dataset, EvalBatches, TrainStream, load_dataset
+from lab.config import OptimConfig
+from lab.train.schedule import LrSchedule
+
 
 EVAL_BATCH = 1000
 EVAL_SETS = ("val", "test")  # validation dataloader index -> metric prefix
-WARMUP_WINDOW = 10  # training batches averaged to decide the end of a warm-up (LrSchedule.observe_train_err)
 DIVERGENCE_CHECK_EVERY = 10  # iterations between host checks of the device-side divergence flag (one sync each)
 NO_ITERATION = 2**62  # Classifier._first_bad while every training loss has been finite
 # Classifier's training statistics since the last evaluation: a checkpoint saved between two evaluations (a SLURM
@@ -28,72 +28,6 @@ class Diverged(Exception):
     def __init__(self, iteration: int) -> None:
         super().__init__(f"diverged at iteration {iteration}")
         self.iteration = iteration
-
-
-class LrSchedule:
-    """Multiplier of ``optim.lr`` at an iteration: an optional warm-up, then step decays at milestones or on plateaus.
-
-    LambdaLR calls it after every optimizer step and puts its ``__dict__`` into checkpoints (and back on
-    resume), so all of its state lives there, as plain numbers: the plateau counters and the end of the
-    warm-up survive an interrupted run exactly.
-    """
-
-    def __init__(self, optim: OptimConfig) -> None:
-        self.schedule, self.gamma, self.milestones = optim.schedule, optim.gamma, optim.milestone_steps
-        self.warmup_steps, self.warmup_until_err = optim.warmup_steps, optim.warmup_until_err
-        self.warmup_factor = (optim.warmup_lr or optim.lr) / optim.lr
-        self.min_factor = (optim.min_lr or 0.0) / optim.lr
-        self.patience, self.threshold = optim.plateau_patience, optim.plateau_threshold
-        # A fixed warm-up ends at warmup_steps; one until an error ends when observe_train_err says so.
-        fixed = optim.warmup_until_err is None and optim.warmup_steps > 0
-        self.warmup_ended: int | None = optim.warmup_steps if fixed else None
-        self.recent_errs: list[float] = []
-        self.best_val_err: float | None = None
-        self.bad_evals = 0
-        self.drops = 0
-
-    def __call__(self, step: int) -> float:
-        if step < (self.warmup_ended if self.warmup_ended is not None else self.warmup_steps):
-            return self.warmup_factor
-        if self.schedule == "plateau":
-            return max(self.gamma**self.drops, self.min_factor)
-        return self.gamma ** sum(step >= m for m in self.milestones)
-
-    def warming_up_until_err(self) -> bool:
-        """Whether training errors are still wanted (each one costs a device sync)."""
-        return self.warmup_until_err is not None and self.warmup_ended is None
-
-    def observe_train_err(self, step: int, err: float) -> None:
-        """The training error (%) of iteration ``step``'s batch; ends the warm-up from iteration ``step + 1`` on.
-
-        He 2015, Section 4.2 (ResNet-110): "0.01 to warm up the training until the training error is below
-        80% (about 400 iterations), and then go back to 0.1". The error is the mean over the last
-        ``WARMUP_WINDOW`` batches: one batch of 128 at 80% error has a standard error of 3.5 points, so a
-        single lucky batch would end the warm-up early; ten (1.1 points) cost a few iterations of delay at
-        most. ``warmup_steps`` caps the warm-up whatever the error.
-        """
-        self.recent_errs = (self.recent_errs + [err])[-WARMUP_WINDOW:]
-        mean = sum(self.recent_errs) / len(self.recent_errs)
-        if mean < self.warmup_until_err or step + 1 >= self.warmup_steps:
-            self.warmup_ended = step + 1
-
-    def observe_val_err(self, err: float) -> bool:
-        """One evaluation's val error (%); True when it divides lr by 10 (``gamma``): a plateau.
-
-        He 2015, Section 3.4 (ImageNet): "The learning rate starts from 0.1 and is divided by 10 when the
-        error plateaus": ``patience`` evaluations in a row without beating the best val error by more
-        than ``threshold`` points.
-        """
-        if self.schedule != "plateau":
-            return False
-        if self.best_val_err is None or err < self.best_val_err - self.threshold:
-            self.best_val_err, self.bad_evals = err, 0
-            return False
-        self.bad_evals += 1
-        if self.bad_evals < self.patience or self.gamma**self.drops <= self.min_factor * (1 + 1e-9):  # at min_lr
-            return False
-        self.drops, self.bad_evals = self.drops + 1, 0
-        return True
 
 
 def loss_and_wrong(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,83 +173,3 @@ class Classifier(pl.LightningModule):
         self.schedule = LrSchedule(o)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-class TensorDataModule(pl.LightningDataModule):
-    """Loads the dataset straight onto the training device; training batches are a pure function of seed and iteration."""
-
-    def __init__(self, cfg: DataConfig, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
-        self.data: Dataset | None = None
-
-    def prepare(self) -> Dataset:
-        """Load on the CPU (before the trainer exists) so that shapes are known to build the net."""
-        if self.data is None:
-            self.data = load_dataset(self.cfg)
-        return self.data
-
-    def setup(self, stage: str) -> None:
-        self.data = self.prepare().to(self.trainer.strategy.root_device)
-
-    def train_dataloader(self) -> TrainStream:
-        d, trainer = self.data, self.trainer
-        return TrainStream(
-            d.train, d.mean, d.std, self.batch_size, self.seed, self.cfg.crop_pad, self.cfg.flip,
-            start=lambda: trainer.global_step,  # a resumed run continues the stream where it stopped
-        )
-
-    def val_dataloader(self) -> list[EvalBatches]:
-        return [EvalBatches(s, self.data.mean, self.data.std, EVAL_BATCH) for s in (self.data.val, self.data.test)]
-
-
-class ImageFolderDataModule(pl.LightningDataModule):
-    """An ImageFolder through DataLoader workers (``lab.data.imagefolder``); normalised on the training device.
-
-    Workers send uint8 batches (4x less to pin and copy than float32); the per-pixel mean image is
-    subtracted, and the result scaled, after the transfer (``on_after_batch_transfer``).
-    """
-
-    def __init__(self, cfg: DataConfig, batch_size: int, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
-        self.data: imagefolder.ImageFolderData | None = None
-        self.mean: torch.Tensor | None = None
-        self.std: torch.Tensor | None = None
-
-    def prepare(self) -> imagefolder.ImageFolderData:
-        """Scan the folders (no decoding) before the trainer exists, so that shapes are known to build the net."""
-        if self.data is None:
-            self.data = imagefolder.load_imagefolder(self.cfg)
-        return self.data
-
-    def setup(self, stage: str) -> None:
-        data, device = self.prepare(), self.trainer.strategy.root_device
-        if self.mean is None:  # recomputed identically on resume (a seeded sample, summed in a fixed order)
-            mean, std = imagefolder.mean_image(data.train, self.cfg)
-            self.mean, self.std = mean.to(device), std.to(device).view(-1, 1, 1)
-        self.pin_memory = device.type == "cuda"
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        trainer = self.trainer
-        return imagefolder.train_loader(
-            self.prepare().train, self.cfg, self.batch_size, self.seed,
-            start=lambda: trainer.global_step,  # a resumed run continues the stream where it stopped
-            pin_memory=self.pin_memory,
-        )
-
-    def val_dataloader(self) -> list[torch.utils.data.DataLoader]:
-        # Batches of the training size: 1,000 images of 224x224 would be 600 MB of float32 input alone.
-        data = self.prepare()
-        return [imagefolder.eval_loader(s, self.cfg, self.batch_size, self.pin_memory) for s in (data.val, data.test)]
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
-        return (x.float() - self.mean) / self.std, y
-
-
-def make_datamodule(cfg: DataConfig, batch_size: int, seed: int) -> TensorDataModule | ImageFolderDataModule:
-    """Tensors on the device for the small datasets; a DataLoader pipeline for an ImageFolder."""
-    if cfg.name == "imagefolder":
-        return ImageFolderDataModule(cfg, batch_size, seed)
-    return TensorDataModule(cfg, batch_size, seed)

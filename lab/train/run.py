@@ -7,17 +7,18 @@ import signal
 import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
 from lab import nets
-from lab.health import run_warnings
 from lab.config import Config, ConfigError, quote
-from lab.module import Classifier, Diverged, make_datamodule
-from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for, write_atomic_with
-from lab.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
+from lab.health import run_warnings
+from lab.records import BEST_VAL_ERR, FINAL_METRICS, RunFailed, RunRecord, note, run_dir_for
+from lab.train.callbacks import RecordCheckpoint
+from lab.train.classifier import Classifier, Diverged
+from lab.train.datamodules import make_datamodule
+from lab.train.tracking import RecordLogger, code_version, hardware, make_wandb_mirror
 
 
 EXIT_INTERRUPTED = 130  # a run stopped by SIGINT (Ctrl-C): 128 + 2, as a shell says it
@@ -66,42 +67,10 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
-class RecordCheckpoint(pl.Callback):
-    """Saves ``last.ckpt`` after every evaluation and at the end, and counts training time across attempts.
-
-    The checkpoint holds model, optimizer, scheduler and loop state; training batches are a function of
-    seed and iteration (``TrainStream``), so a run resumed from it continues as if never stopped.
-    """
-
-    def __init__(self, path: Path) -> None:
-        """``path``: the run's ``last.ckpt`` (``RunRecord.checkpoint_path``)."""
-        self.path, self.before_s, self.start = Path(path), 0.0, time.perf_counter()
-
-    def elapsed_s(self) -> float:
-        return self.before_s + time.perf_counter() - self.start
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start = time.perf_counter()
-
-    def save(self, trainer: pl.Trainer) -> None:
-        """Write, then rename: a crash mid-write leaves the previous checkpoint to resume from."""
-        write_atomic_with(self.path, trainer.save_checkpoint)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step < trainer.max_steps:  # the final state is saved by train() itself
-            self.save(trainer)
-
-    def state_dict(self) -> dict[str, float]:
-        return {"elapsed_s": self.elapsed_s()}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.before_s = state["elapsed_s"]
-
-
 def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callback, ...] = (),
           overwrite: bool = False, wandb_group: str | None = None) -> dict[str, Any]:
     """Train one run and return its summary (``callbacks``: more Lightning callbacks, e.g. ``lab bench``'s clock;
-    ``wandb_group``: the W&B group of a sweep's study, ``lab.tracking.make_wandb_mirror``).
+    ``wandb_group``: the W&B group of a sweep's study, ``lab.train.tracking.make_wandb_mirror``).
 
     A finished run of the same config is returned as it is; an unfinished one (a killed worker)
     resumes from its last checkpoint. A run folder holds one config: a record of another config there is
