@@ -111,9 +111,9 @@ def train_until_killed(config, iteration: int, monkeypatch) -> None:
 
 
 def write_cifar10(root: Path, n_train: int = 100, n_test: int = 20) -> Path:
-    """A CIFAR-10 archive as torchvision expects it (``lab.fixtures.write_cifar10``), pixels encoding label and
+    """A CIFAR-10 archive as torchvision expects it (``lab.bench.fixtures.write_cifar10``), pixels encoding label and
     channel so tests can check that images and labels stay together."""
-    from lab.fixtures import write_cifar10 as write
+    from lab.bench.fixtures import write_cifar10 as write
 
     return write(root, n_train, n_test, label_pixels=True)
 

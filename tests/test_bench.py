@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from lab.bench import bench_plan, project_table6
-from lab.fixtures import write_cifar10
+from lab.bench.fixtures import write_cifar10
 from tests.conftest import lab
 
 

@@ -2,6 +2,7 @@
 
 ``write_cifar10``: a CIFAR-10 archive as torchvision reads it (``cifar-10-batches-py/``: pickled batches with
 ``data``, N x 3072 uint8 in channel planes, and ``labels``; ``batches.meta`` with ``label_names``).
+``make_imagefolder``: an ImageFolder of photo-like JPEGs of ImageNet's most common size.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -36,3 +38,25 @@ def write_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0, label_pi
     (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": CIFAR10_NAMES, "num_vis": 3072}))
     return Path(root)
+
+
+IMAGENET_LIKE_SIZE = (500, 375)  # ImageNet's most common image size (W x H); its JPEGs average about 110 KB
+
+
+def make_imagefolder(root: Path, classes: int = 4, per_class: int = 64, size: tuple[int, int] = IMAGENET_LIKE_SIZE) -> Path:
+    """Write ``root/train/CLASS/*.jpg`` (and a one-image-per-class ``val/``) of photo-like JPEGs.
+
+    Smooth random shapes plus sensor-like noise, saved at quality 90: about the entropy, and so the
+    decode cost, of a photograph (pure noise would decode slower, flat colour much faster).
+    """
+    rng = np.random.default_rng(0)
+    w, h = size
+    for split, n in (("train", per_class), ("val", 1)):
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+                pixels = np.asarray(coarse, dtype=np.int16) + rng.normal(0, 12, (h, w, 3)).astype(np.int16)
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i:05d}.JPEG", quality=90)
+    return root
