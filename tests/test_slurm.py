@@ -88,7 +88,7 @@ def rows(path: Path) -> list[dict]:
 @pytest.mark.slurm
 @pytest.mark.postgres
 def test_a_sweep_in_two_slurm_tasks_runs_every_point_once(cluster, study_name, tmp_path):
-    root = write_project(tmp_path / "project", GRID, name=study_name)
+    root = write_project(tmp_path / "project", GRID, LONG, name=study_name)  # trials long enough to be seen running
     job = submit(cluster, root, study_name, tasks=2, storage=secret_url())  # its password reaches the tasks, nothing else
     counts, _ = status(cluster, root, study_name)
     assert counts["done"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 4
