@@ -142,6 +142,19 @@ def test_planted_tmp_files_and_record_links_never_redirect_a_write(tmp_path, mon
     assert record.summary()["steps"] == 10 and [r["iteration"] for r in record.history()[0]] == [5, 10]
 
 
+def test_a_planted_trial_log_link_is_set_aside_and_its_target_untouched(tmp_path):
+    root = write_project(tmp_path, {"grid": {"train.seed": [0]}})
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not yours")
+    (root / "runs" / "tiny" / "logs").mkdir(parents=True)
+    (root / "runs" / "tiny" / "logs" / f"{RUN}.log").symlink_to(victim)
+    result = lab("sweep", "tiny", "-q", "--wandb", "disabled", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "not yours" and (root / "runs" / "tiny" / "logs" / f"{RUN}.log.damaged").is_symlink()
+    assert f"logs/{RUN}.log: a symbolic link (to {victim}), which lab never writes; set aside as {RUN}.log.damaged" \
+        in result.stderr
+
+
 # Row 4 and 10: names are one printable folder name; printed hints are shell-quoted ------------------------------
 
 def test_names_that_leave_the_runs_folder_or_break_a_line_are_refused(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ from typing import Any
 
 from lab.config import Config, ConfigError, canonical, make_config, quote
 from lab.progress import QUIET_ENV, StudyProgress
-from lab.records import check_folder
+from lab.records import append_line, check_folder, note, set_aside
 from lab.sweep import packing
 from lab.sweep.dryrun import training_cost
 from lab.sweep.protocol import (
@@ -498,6 +498,9 @@ class Sweep:
         from lab.records import finished_summary, run_dir_for
 
         log = self.log_dir / f"{claim.run_name}.log"
+        if log.is_symlink():  # planted: the trial and the lines below would write where it points
+            note(f"{log}: a symbolic link (to {os.readlink(log)}), which lab never writes; set aside as "
+                 f"{set_aside(log).name}")
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
         display = self.display  # run() drops it when it returns, maybe while this thread still runs (a release)
         reports = (display.queue, claim.trial.number) if display is not None else None
@@ -552,13 +555,11 @@ class Sweep:
         summary = finished_summary(run_dir_for(claim.config, claim.run_name), claim.config)
         if claim.pruned is not None and summary is None:
             step, value = claim.pruned
-            with open(log, "a") as f:
-                f.write(f"\n[lab sweep] pruned at iteration {step} ({self.spec.metric} {value:.2f}) by the "
-                        f"{self.spec.pruner_name} pruner\n")
+            append_line(log, f"\n[lab sweep] pruned at iteration {step} ({self.spec.metric} {value:.2f}) by the "
+                             f"{self.spec.pruner_name} pruner\n")
         elif claim.stalled is not None and summary is None:
-            with open(log, "a") as f:
-                f.write(f"\n[lab sweep] no progress for {claim.stalled:.0f}s (its stall timeout): the trial process "
-                        f"was killed; its run resumes from its checkpoint in a new trial\n")
+            append_line(log, f"\n[lab sweep] no progress for {claim.stalled:.0f}s (its stall timeout): the trial "
+                             f"process was killed; its run resumes from its checkpoint in a new trial\n")
         elif proc.exitcode != 0:
             from lab.train import EXIT_INTERRUPTED
 
@@ -566,8 +567,7 @@ class Sweep:
                      f"was ended by {signal.Signals(-proc.exitcode).name}" if proc.exitcode < 0 and
                      -proc.exitcode in signal.valid_signals() else f"ended with exit code {proc.exitcode}")
             try:
-                with open(log, "a") as f:
-                    f.write(f"\n[lab sweep] trial process {ended}{' after writing its summary' if summary else ''}\n")
+                append_line(log, f"\n[lab sweep] trial process {ended}{' after writing its summary' if summary else ''}\n")
             except OSError as e:  # a full disk: the sweep stops below, saying so once
                 if not disk_full(e):
                     raise
