@@ -2,7 +2,7 @@
 
 The rooms: ``spec`` (the sweep file: grid, search, pruner; its planned trials), ``protocol`` (a trial's states in
 the study and the user attributes that record them), ``coordinator`` (``Sweep``: claims, runs, watches and finishes
-trials), ``trial`` (the trial process), ``status`` (``--status``), ``dryrun`` (``--dry-run`` and the cost model),
+trials), ``watch`` (a running trial's progress and metric), ``trial`` (the trial process), ``status`` (``--status``), ``dryrun`` (``--dry-run`` and the cost model),
 ``storage`` (the study's journal file or database), ``slurm`` (``--launcher slurm``), ``packing`` (trials per GPU).
 
 The names below come from those rooms on first use, so that importing one room (``lab.sweep.spec``, say, which
@@ -14,13 +14,13 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "Sweep": "coordinator", "SweepStopped": "coordinator", "StallWatch": "coordinator",
+    "Sweep": "coordinator", "SweepStopped": "coordinator", "StallWatch": "watch",
     "load_sweep": "spec", "planned_trials": "spec", "SweepSpec": "spec",
     "dry_run": "dryrun", "print_status": "status", "_checkpoint_on_signal": "trial",
     "STALE_AFTER_S": "protocol", "EXIT_CHECKPOINTED": "protocol", "STALL_FLOOR_S": "protocol",
     "STARTUP_STALL_S": "protocol",
 }
-ROOMS = ("spec", "protocol", "coordinator", "trial", "status", "dryrun", "storage", "slurm", "packing")
+ROOMS = ("spec", "protocol", "coordinator", "watch", "trial", "status", "dryrun", "storage", "slurm", "packing")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562

@@ -43,9 +43,6 @@ from lab.sweep.protocol import (
     SLURM_JOB,
     STALE_AFTER_S,
     STALLED,
-    STALL_FACTOR,
-    STALL_FLOOR_S,
-    STARTUP_STALL_S,
     WANDB_GROUP,
     WARNINGS,
     WORKER,
@@ -56,6 +53,7 @@ from lab.sweep.protocol import (
 from lab.sweep.spec import METRICS, SweepSpec, _plain_name, planned_trials
 from lab.sweep.storage import StorageUnavailable, disk_full, make_storage
 from lab.sweep.trial import _chain, _trial_main
+from lab.sweep.watch import Reporter, StallWatch
 
 def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     if "choices" in dist:
@@ -84,86 +82,6 @@ class Claim:
 
 
 PRUNED_KILL_AFTER_S = 30  # a pruned trial's process has this long to end after SIGTERM
-
-
-class StallWatch:
-    """Whether a trial process still makes progress, from what it writes into ``pulse`` (``lab.progress.Pulse``:
-    its iteration and the time of its last batch). ``timeout``: ``--stall-timeout`` (None: ``STALL_FACTOR`` times
-    the longest pause seen, at least ``STALL_FLOOR_S``). Until the first pulse, at least ``STARTUP_STALL_S``."""
-
-    def __init__(self, pulse: Any, timeout: float | None, started: float) -> None:
-        self.pulse, self.timeout = pulse, timeout
-        self.seen, self.pulsed, self.longest = started, False, 0.0  # last pulse time; any yet; longest pause
-
-    def limit(self) -> float:
-        if not self.pulsed:
-            return max(self.timeout or 0.0, STARTUP_STALL_S)
-        return self.timeout if self.timeout is not None else max(STALL_FLOOR_S, STALL_FACTOR * self.longest)
-
-    def idle(self, now: float) -> float:
-        """Seconds since the trial last made progress (read now)."""
-        at = self.pulse[1]
-        if at > self.seen:
-            if self.pulsed:
-                self.longest = max(self.longest, at - self.seen)
-            self.seen, self.pulsed = at, True
-        return max(0.0, now - self.seen)
-
-    def report(self, now: float) -> dict[str, Any]:
-        """The trial's ``PROGRESS`` attribute: its iteration, since when, and (past half its limit) that it stalls."""
-        idle, limit = self.idle(now), self.limit()
-        report = {"iteration": int(self.pulse[0]), "at": round(self.seen, 1), "stall_after": round(limit)}
-        return {**report, "stalled_since": round(self.seen, 1)} if idle >= limit / 2 else report
-
-
-class Reporter:
-    """Tells Optuna a running trial's metric at every evaluation (``trial.report(value, iteration)``), as its
-    ``metrics.jsonl`` gains rows: Optuna's intermediate values, what its pruners and plots read."""
-
-    def __init__(self, trial: Any, run_dir: Path, metric: str, config: Config) -> None:
-        from lab.records import RunRecord
-
-        self.trial, self.record, self.metric, self.config = trial, RunRecord(run_dir), metric, config
-        self.reported: dict[int, float] = {}  # iteration -> value
-        self.seen: tuple | None = None
-        self.ours = False  # whether the folder holds this trial's run yet (not a replaced run's rows)
-
-    def poll(self) -> bool:
-        """Report the rows not reported yet; whether there were any."""
-        from lab.records import BEST_VAL_ERR, same_config
-
-        if not self.ours:  # the trial process replaces another config's record when it starts (train(overwrite))
-            try:
-                self.ours = not self.record.failure_path.exists() and same_config(self.record.read_config(), self.config)
-            except Exception:  # missing or being written
-                return False
-            if not self.ours:
-                return False
-        try:
-            stat = self.record.metrics_path.stat()
-        except OSError:
-            return False
-        if (stat.st_ino, stat.st_size, stat.st_mtime_ns) == self.seen:
-            return False
-        self.seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        rows, _ = self.record.history()  # a line torn by a crash is left out; its evaluation is logged again
-        best, new = float("inf"), False
-        for row in sorted(rows, key=lambda r: r["iteration"]):
-            if self.metric == BEST_VAL_ERR and "val_err" in row:
-                best = min(best, row["val_err"])
-            value = best if self.metric == BEST_VAL_ERR and "val_err" in row else row.get(self.metric)
-            step = int(row["iteration"])
-            if value is None or step in self.reported:
-                continue
-            self.trial.report(float(value), step)
-            self.reported[step] = float(value)
-            new = True
-        return new
-
-    @property
-    def last(self) -> tuple[int, float]:
-        step = max(self.reported)
-        return step, self.reported[step]
 
 
 class SweepStopped(RuntimeError):
