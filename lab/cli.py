@@ -282,10 +282,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     nothing_left = not sweep.started and counts["running"] == counts["remaining"] == 0
     took = "already finished" if nothing_left else f"finished in {time.perf_counter() - start:.0f}s"
+    if counts["running"]:  # held by another coordinator (or one that died: reaped once its heartbeat is stale)
+        took = f"nothing more to run here after {time.perf_counter() - start:.0f}s"
+    status = shlex.join(["lab", "sweep", name, "--status", *(["--runs-dir", args.runs_dir] if args.runs_dir else [])])
     print(
         f"[{name}] {took}: {counts['done']}/{spec.total} done, "
         + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
-        + f"{counts['failed']} failed; records in {sweep.study_dir}; next: "
+        + f"{counts['failed']} failed"
+        + (f", {counts['running']} running in another coordinator ({status} shows where; the same command takes it "
+           f"over if that one has died)" if counts["running"] else "")
+        + f"; records in {sweep.study_dir}; next: "
         + shlex.join(["lab", "analyze", name, *(["--runs-dir", args.runs_dir] if args.runs_dir else [])])
     )
     if any(sweep.study_dir.glob("*/wandb/offline-run-*")):

@@ -364,3 +364,22 @@ def test_dry_run_of_the_imagenet_ablation_shows_table_3_nets(tmp_path):
         assert rows[name][1] == f"{IMAGENET_PARAMS_34[shortcut]:,}" and rows[name][4] == "224x224"
     assert rows["resnet-34-s0"][2:4] == ["3.64", "G"]  # Table 1: 3.6 G FLOPs
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_grown_grid_runs_just_its_new_points_with_their_parameters(tmp_path):
+    """Another seed and another arch, added to a study that ran: the new points run, each trial's parameters are its
+    grid point (numbers an int range that widens, names a categorical over every value the field takes)."""
+    recipe = {**TINY_RECIPE, "track": {"wandb": "disabled"}}
+    root = write_project(tmp_path, {"grid": {"train.seed": [0], "model.arch": ["resnet"]}}, recipe)
+    assert lab("sweep", "tiny", "-q", cwd=root).returncode == 0
+    write_project(tmp_path, {"grid": {"train.seed": [0, 1], "model.arch": ["resnet", "plain"]}}, recipe)
+    grown = lab("sweep", "tiny", "-q", cwd=root)
+    assert grown.returncode == 0 and "finished in" in grown.stdout and "4/4 done, 0 failed" in grown.stdout, grown.stderr
+    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(
+        str(root / "runs" / "tiny" / "optuna.journal"))))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(study.trials) == len(trials) == 4
+    assert sorted((t.params["train.seed"], t.params["model.arch"]) for t in trials) == [
+        (0, "plain"), (0, "resnet"), (1, "plain"), (1, "resnet")]
+    assert all(t.params == t.user_attrs["grid"] for t in trials)
+    assert trials[-1].distributions["model.arch"].choices == ("plain", "resnet")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.config import Config, ConfigError, canonical, make_config, quote
+from lab.config import DATASETS, PRECISIONS, SCHEDULES, Config, ConfigError, canonical, make_config, quote
+from lab.nets import ARCHS, SHORTCUTS, STYLES
 from lab.progress import QUIET_ENV, StudyProgress
 from lab.records import append_line, check_folder, note, set_aside
 from lab.sweep import packing
@@ -62,6 +63,45 @@ def _suggest(trial: Any, key: str, dist: dict[str, Any]) -> Any:
     if isinstance(low, int) and isinstance(high, int) and not dist.get("log"):
         return trial.suggest_int(key, low, high, step=dist.get("step", 1))
     return trial.suggest_float(key, float(low), float(high), log=bool(dist.get("log")), step=dist.get("step"))
+
+
+# Every value a grid's field can take, where the config knows them: the categorical choices of its parameter.
+GRID_CHOICES = {"model.arch": ARCHS, "model.shortcut": SHORTCUTS, "model.style": STYLES, "data.name": DATASETS,
+                "optim.schedule": SCHEDULES, "train.precision": PRECISIONS}
+_LEFT_OUT = object()  # a grid value that the study's distribution for its parameter cannot hold
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _suggest_value(trial: Any, key: str, choices: list[Any], value: Any, known: Any) -> Any:
+    """``value`` (fixed for ``trial``) as its parameter ``key``, with a distribution compatible with ``known`` (the
+    study's for ``key``, if any); ``_LEFT_OUT`` when none can hold it."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if all(_is_number(c) for c in choices):
+        kind = IntDistribution if all(isinstance(c, int) for c in choices) else FloatDistribution
+        low, high = min(choices), max(choices)
+        if isinstance(known, (IntDistribution, FloatDistribution)):
+            if type(known) is not kind and not (kind is IntDistribution and isinstance(known, FloatDistribution)):
+                return _LEFT_OUT
+            if known.log or known.step is not None and kind is FloatDistribution:
+                return _LEFT_OUT
+            kind, low, high = type(known), min(low, known.low), max(high, known.high)
+        elif known is not None:
+            return _LEFT_OUT
+        if kind is IntDistribution:
+            return trial.suggest_int(key, int(low), int(high))
+        return trial.suggest_float(key, float(low), float(high))
+    options = list(GRID_CHOICES.get(key, ())) or ([False, True] if all(isinstance(c, bool) for c in choices) else choices)
+    if isinstance(known, CategoricalDistribution):
+        options = list(known.choices)
+    elif known is not None:
+        return _LEFT_OUT
+    if value not in options:
+        return _LEFT_OUT
+    return trial.suggest_categorical(key, options)
 
 
 def _record_problem(run_dir: Path) -> str | None:
@@ -400,14 +440,26 @@ class Sweep:
         return None
 
     def _suggest_grid(self, trial: Any, point: dict[str, Any]) -> bool:
-        """The point's values as the trial's parameters, each over the grid's values (Optuna's dataframe,
-        plots, importances and optuna-dashboard then see what a study varies); they were fixed when the
-        point was enqueued, so ``suggest_categorical`` returns them. False when one comes back otherwise: a
-        trial queued by an older ``lab`` with no parameters, whose values the sampler would pick."""
+        """The point's values as the trial's parameters (Optuna's dataframe, plots, importances and optuna-dashboard
+        then see what a study varies); they were fixed when the point was enqueued, so ``suggest_*`` returns them.
+        False when one comes back otherwise: a trial queued by an older ``lab`` with no parameters, whose values
+        the sampler would pick.
+
+        A study's parameter keeps one distribution (Optuna refuses a categorical one whose choices change), yet a
+        grid grows (another seed, another depth): numbers are an int or float range, which may widen; names are a
+        categorical over every value the field takes (``GRID_CHOICES``), or else the grid's; a value a study's
+        distribution cannot hold (a study started before this, or a new free-form name) is left out of the
+        trial's parameters (its ``grid`` attribute has it all)."""
+        known: dict[str, Any] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            for key, dist in t.distributions.items():
+                known.setdefault(key, dist)
         for key, values in self.spec.grid.items():
             if key in self.spec.search:  # the searched value is the parameter
                 continue
-            if trial.suggest_categorical(key, [_param_value(v) for v in values]) != _param_value(point[key]):
+            value = _param_value(point[key])
+            got = _suggest_value(trial, key, [_param_value(v) for v in values], value, known.get(key))
+            if got is not _LEFT_OUT and got != value:
                 return False
         return True
 
