@@ -193,7 +193,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lab.train import EXIT_INTERRUPTED, interrupt_note, train
 
     run_dir = run_dir_for(config, args.name)
-    RunRecord(run_dir).check_folders(config.track.follow_symlinks)
     already = RunRecord(run_dir).finished(config) is not None
     interrupted = interrupt_note(f"lab train: interrupted (SIGINT); the same command resumes {run_dir} from its last "
                                  "checkpoint", sys.stderr)

@@ -264,7 +264,7 @@ SIGNALLED = """
 import os, signal, sys
 import pytorch_lightning as pl
 from lab.config import make_config
-from lab.sweep import _checkpoint_on_signal
+from lab.sweep.trial import _checkpoint_on_signal
 from lab.train import train
 
 config = make_config({recipe!r})

@@ -5,7 +5,7 @@ No torch, but to read a checkpoint; no Lightning, no W&B. The names of both are 
 from __future__ import annotations
 
 from lab.records.files import (  # noqa: F401
-    DAMAGED_SUFFIX, MAX_JSON_BYTES, MAX_RECORD_BYTES, append_line, check_folder, loads_json, note, read_json, read_text,
+    DAMAGED_SUFFIX, MAX_JSON_BYTES, MAX_RECORD_BYTES, append_line, check_folder, is_number, loads_json, note, read_json, read_text,
     set_aside, why, write_atomic, write_atomic_with, write_json_atomic,
 )
 from lab.records.run import (  # noqa: F401

@@ -137,6 +137,11 @@ def set_aside(path: Path) -> Path:
     return target
 
 
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (which Python counts as an int): what a record's numbers must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def why(e: Exception) -> str:
     """What is wrong with a file that could not be read, in a few words."""
     if isinstance(e, json.JSONDecodeError):

@@ -27,8 +27,8 @@ import yaml
 
 from lab.config import Config, ConfigError, canonical, flat, make_config, quote, read_yaml
 from lab.records.files import (
-    DAMAGED_SUFFIX, append_line, check_folder, loads_json, note, read_json, read_text, set_aside, why, write_atomic,
-    write_json_atomic,
+    DAMAGED_SUFFIX, append_line, check_folder, is_number, loads_json, note, read_json, read_text, set_aside, why,
+    write_atomic, write_json_atomic,
 )
 
 
@@ -68,9 +68,6 @@ class RunFailed(RuntimeError):
 def run_dir_for(config: Config, name: str | None = None) -> Path:
     return Path(config.track.runs_dir) / config.track.study / (name or config.run_name)
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
@@ -259,7 +256,7 @@ class RunRecord:
                 problem = f"{e.msg}: column {e.colno}" if isinstance(e, json.JSONDecodeError) else why(e)
                 problems.append(f"{path} line {number} is not readable ({problem})")
                 continue
-            if not (isinstance(row, dict) and "iteration" in row and all(_is_number(v) for v in row.values())
+            if not (isinstance(row, dict) and "iteration" in row and all(is_number(v) for v in row.values())
                     and math.isfinite(row["iteration"])):
                 problems.append(f"{path} line {number} is not a metrics row (a JSON object of numbers with an iteration)")
                 continue
@@ -399,7 +396,7 @@ class RunRecord:
         missing = [k for k in SUMMARY_KEYS if k not in summary]
         if missing:
             return None, f"{path} is not a summary (no {', '.join(missing)})"
-        wrong = [k for k in SUMMARY_NUMBERS if not _is_number(summary[k])]
+        wrong = [k for k in SUMMARY_NUMBERS if not is_number(summary[k])]
         if wrong:
             return None, f"{path} is not a summary ({', '.join(f'{k} is {summary[k]!r}' for k in wrong)}, not a number)"
         if not isinstance(summary["config"], dict):
@@ -438,7 +435,7 @@ class RunRecord:
             data = read_json(self.pruned_path)
         except (OSError, ValueError):
             return None
-        if not (isinstance(data, dict) and _is_number(data.get("iteration")) and _is_number(data.get("value"))
+        if not (isinstance(data, dict) and is_number(data.get("iteration")) and is_number(data.get("value"))
                 and isinstance(data.get("metric"), str) and isinstance(data.get("pruner"), str)):
             return None
         return data

@@ -16,7 +16,7 @@ from typing import Any
 _WHERE = {
     "Sweep": "coordinator", "SweepStopped": "coordinator", "StallWatch": "watch",
     "load_sweep": "spec", "planned_trials": "spec", "SweepSpec": "spec",
-    "dry_run": "dryrun", "print_status": "status", "_checkpoint_on_signal": "trial",
+    "dry_run": "dryrun", "print_status": "status",
     "STALE_AFTER_S": "protocol", "EXIT_CHECKPOINTED": "protocol", "STALL_FLOOR_S": "protocol",
     "STARTUP_STALL_S": "protocol",
 }

@@ -19,7 +19,7 @@ from typing import Any
 from lab.config import DATASETS, PRECISIONS, SCHEDULES, Config, ConfigError, canonical, make_config, quote
 from lab.nets import ARCHS, SHORTCUTS, STYLES
 from lab.progress import QUIET_ENV, StudyProgress
-from lab.records import append_line, check_folder, note, set_aside
+from lab.records import append_line, check_folder, is_number, note, set_aside
 from lab.sweep import packing
 from lab.sweep.dryrun import training_cost
 from lab.sweep.protocol import (
@@ -71,23 +71,19 @@ GRID_CHOICES = {"model.arch": ARCHS, "model.shortcut": SHORTCUTS, "model.style":
 _LEFT_OUT = object()  # a grid value that the study's distribution for its parameter cannot hold
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _suggest_value(trial: Any, key: str, choices: list[Any], value: Any, known: Any) -> Any:
     """``value`` (fixed for ``trial``) as its parameter ``key``, with a distribution compatible with ``known`` (the
     study's for ``key``, if any); ``_LEFT_OUT`` when none can hold it."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if all(_is_number(c) for c in choices):
+    if all(is_number(c) for c in choices):
         kind = IntDistribution if all(isinstance(c, int) for c in choices) else FloatDistribution
         low, high = min(choices), max(choices)
         if isinstance(known, (IntDistribution, FloatDistribution)):
             if type(known) is not kind and not (kind is IntDistribution and isinstance(known, FloatDistribution)):
                 return _LEFT_OUT
-            if known.log or known.step is not None and kind is FloatDistribution:
-                return _LEFT_OUT
+            if known.log or (isinstance(known, FloatDistribution) and known.step is not None):
+                return _LEFT_OUT  # lab makes neither; a range of its own would not hold the point
             kind, low, high = type(known), min(low, known.low), max(high, known.high)
         elif known is not None:
             return _LEFT_OUT
