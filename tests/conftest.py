@@ -89,6 +89,31 @@ def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
     )
 
 
+@pytest.fixture
+def lab_here(monkeypatch, capsys):
+    """``lab`` run in this process (``lab.cli.main``), with what it printed and its exit status as ``lab()`` gives
+    them: for refusals that happen before any trial process starts, where no process boundary is under test (the
+    subprocess tests, e.g. ``test_lab_train_of_a_folder_names_it``, keep one per command). The environment
+    ``main`` sets (``LAB_VERBOSE``, ``TORCH_LOGS``) is put back after each call."""
+    from lab.cli import main
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        env = dict(os.environ)
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own refusals
+            code = e.code
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["lab", *args], code, out.out, out.err)
+
+    return run
+
+
 def train_until_killed(config, iteration: int, monkeypatch) -> None:
     """Train ``config`` until its worker "dies" at ``iteration`` (an exception mid-training leaves the run record as a
     killed process does: checkpoints and metrics up to the last evaluation), then put the training step back."""

@@ -40,7 +40,7 @@ def test_generated_cifar10_has_the_real_layout(tmp_path):
     from lab.data import load_cifar
 
     write_cifar10(tmp_path, n_train=103, n_test=11)
-    data = load_cifar(DataConfig("cifar10", data_dir=str(tmp_path), verify_md5=False, val_size=10))
+    data = load_cifar(DataConfig(name="cifar10", data_dir=str(tmp_path), verify_md5=False, val_size=10))
     assert (len(data.train), len(data.val), len(data.test)) == (93, 10, 11)
     assert data.train.x.shape[1:] == (3, 32, 32) and data.train.x.dtype == torch.uint8
 

@@ -71,9 +71,9 @@ def test_lr_schedule_in_iterations_with_warmup():
         ("model: {depth: 20}\n", ["depth"], "override 'depth': expected KEY=VALUE"),
     ],
 )
-def test_lab_train_rejects_bad_input_with_one_line_and_status_2(tmp_path, text, args, message):
+def test_lab_train_rejects_bad_input_with_one_line_and_status_2(tmp_path, lab_here, text, args, message):
     (tmp_path / "bad.yaml").write_text(text)
-    result = lab("train", "bad.yaml", *args, "track.runs_dir=runs", cwd=tmp_path)
+    result = lab_here("train", "bad.yaml", *args, "track.runs_dir=runs", cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

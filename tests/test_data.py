@@ -11,18 +11,18 @@ from tests.conftest import TINY_RECIPE, write_cifar100
 
 
 def test_digits_split_is_fixed_disjoint_and_complete():
-    a, b = load_dataset(DataConfig("digits")), load_dataset(DataConfig("digits"))
+    a, b = load_dataset(DataConfig(name="digits")), load_dataset(DataConfig(name="digits"))
     assert (len(a.train), len(a.val), len(a.test)) == (1258, 180, 359)
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
     assert a.in_channels == 1 and a.train.x.shape[1:] == (1, 8, 8) and a.num_classes == 10
     rows = {tuple(x.flatten().tolist()) for s in (a.train, a.val, a.test) for x in s.x}
     assert len(rows) > 1700  # real images, (nearly) all distinct
-    other = load_dataset(DataConfig("digits", split_seed=1))
+    other = load_dataset(DataConfig(name="digits", split_seed=1))
     assert not torch.equal(other.test.y, a.test.y)
 
 
 def test_cifar10_archive_loads_with_the_papers_split(cifar10_dir):
-    d = load_dataset(DataConfig("cifar10", data_dir=str(cifar10_dir), val_size=10, verify_md5=False))
+    d = load_dataset(DataConfig(name="cifar10", data_dir=str(cifar10_dir), val_size=10, verify_md5=False))
     assert (len(d.train), len(d.val), len(d.test)) == (90, 10, 20)
     assert d.train.x.dtype == torch.uint8 and d.train.x.shape[1:] == (3, 32, 32)
     for split in (d.train, d.val, d.test):  # pixels encode 20 * label + channel: images kept their labels
@@ -32,18 +32,18 @@ def test_cifar10_archive_loads_with_the_papers_split(cifar10_dir):
 
 
 def test_cifar100_archive_loads(tmp_path):
-    d = load_dataset(DataConfig("cifar100", data_dir=str(write_cifar100(tmp_path)), val_size=6, verify_md5=False))
+    d = load_dataset(DataConfig(name="cifar100", data_dir=str(write_cifar100(tmp_path)), val_size=6, verify_md5=False))
     assert (len(d.train), len(d.val), len(d.test), d.num_classes) == (54, 6, 20, 100)
 
 
 def test_cifar_checksums_are_checked_by_default(cifar10_dir):
     with pytest.raises(ConfigError, match="data.data_dir"):
-        load_dataset(DataConfig("cifar10", data_dir=str(cifar10_dir)))
+        load_dataset(DataConfig(name="cifar10", data_dir=str(cifar10_dir)))
 
 
 def test_missing_cifar_says_where_and_how(tmp_path):
     with pytest.raises(ConfigError, match=r"data.data_dir: no usable cifar10 archive .*data.download=true"):
-        load_dataset(DataConfig("cifar10", data_dir=str(tmp_path / "nothing")))
+        load_dataset(DataConfig(name="cifar10", data_dir=str(tmp_path / "nothing")))
 
 
 def test_crop_is_a_window_of_the_zero_padded_image():
@@ -69,7 +69,7 @@ def test_flip_mirrors_about_half_the_images():
 
 
 def test_training_stream_is_a_function_of_seed_and_iteration(cifar10_dir):
-    d = load_dataset(DataConfig("cifar10", data_dir=str(cifar10_dir), val_size=10, verify_md5=False))
+    d = load_dataset(DataConfig(name="cifar10", data_dir=str(cifar10_dir), val_size=10, verify_md5=False))
 
     def stream(seed, start=0):
         return TrainStream(d.train, d.mean, d.std, 32, seed, pad=4, flip=True, start=lambda: start)
@@ -97,7 +97,7 @@ def test_training_stream_is_a_function_of_seed_and_iteration(cifar10_dir):
 
 
 def test_each_pass_is_a_permutation_of_the_training_images():
-    d = load_dataset(DataConfig("digits"))
+    d = load_dataset(DataConfig(name="digits"))
     stream = TrainStream(d.train, d.mean, d.std, 128, seed=0)
     stream.batch(0)
     first = stream._order.clone()

@@ -68,9 +68,9 @@ MODEL_LINE = len(yaml.safe_dump({k: v for k, v in TINY_RECIPE.items() if k != "m
     ],
     ids=["nan", "override-inf", "empty", "a-list", "not-utf8", "alias-bomb", "device-tpu"],
 )
-def test_lab_train_refuses_hostile_recipes_in_one_line(tmp_path, content, args, fragments):
+def test_lab_train_refuses_hostile_recipes_in_one_line(tmp_path, lab_here, content, args, fragments):
     (tmp_path / "bad.yaml").write_bytes(content if isinstance(content, bytes) else content.encode())
-    one_line_error(lab("train", "bad.yaml", *args, timeout=120, cwd=tmp_path), *fragments)
+    one_line_error(lab_here("train", "bad.yaml", *args, cwd=tmp_path), *fragments)
     assert not (tmp_path / "runs").exists()  # refused at load: no run folder, no config.yaml, no wandb-id
 
 
@@ -143,10 +143,10 @@ def test_an_unreadable_file_is_named(tmp_path, monkeypatch):
     ],
     ids=["empty", "no-recipe", "not-utf8", "fixed-nan", "grid-inf", "search-bound-inf", "override-device-tpu"],
 )
-def test_lab_sweep_refuses_hostile_sweeps_in_one_line(tmp_path, sweep, args, fragments):
+def test_lab_sweep_refuses_hostile_sweeps_in_one_line(tmp_path, lab_here, sweep, args, fragments):
     root = write_project(tmp_path, GRID, name="study")
     (root / "sweeps" / "study.yaml").write_bytes(sweep if isinstance(sweep, bytes) else sweep.encode())
-    one_line_error(lab("sweep", "study", "--workers", "1", *args, timeout=120, cwd=root), *fragments)
+    one_line_error(lab_here("sweep", "study", "--workers", "1", *args, cwd=root), *fragments)
     assert not (root / "runs").exists()
 
 
@@ -226,16 +226,15 @@ def test_quote_caps_what_an_error_message_repeats():
 
 
 def test_from_dict_names_a_missing_required_field():
-    from dataclasses import dataclass
+    from lab.config import Section, from_dict
 
-    from lab.config import from_dict
-
-    @dataclass
-    class Spec:
+    class Spec(Section):
         recipe: str
         metric: str = "val_err"
 
     with pytest.raises(ConfigError, match=r"^recipe: required, missing$"):
         from_dict(Spec, {"metric": "val_err"})
+    with pytest.raises(ConfigError, match=r"^sweep.recipe: required, missing$"):
+        from_dict(Spec, {}, prefix="sweep")
     with pytest.raises(ConfigError, match=r"^optim.lr: nan is not a finite number$"):
         make_config(TINY_RECIPE, {"optim.lr": float("nan")})

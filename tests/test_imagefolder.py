@@ -35,7 +35,7 @@ def folder(tmp_path):
 
 
 def data_cfg(folder, **changes) -> DataConfig:
-    return DataConfig("imagefolder", data_dir=str(folder), **{**SMALL, **changes})
+    return DataConfig(name="imagefolder", data_dir=str(folder), **{**SMALL, **changes})
 
 
 def red_label(x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def red_label(x: torch.Tensor) -> torch.Tensor:
 
 def test_shape_is_known_without_decoding_and_defaults_to_imagenet(folder, tmp_path):
     assert imagefolder_shape(data_cfg(folder)) == (3, 32, 32, 3)
-    assert imagefolder_shape(DataConfig("imagefolder", data_dir=str(tmp_path / "absent"))) == (3, 224, 224, 1000)
+    assert imagefolder_shape(DataConfig(name="imagefolder", data_dir=str(tmp_path / "absent"))) == (3, 224, 224, 1000)
 
 
 def test_val_is_held_out_of_train_and_test_is_the_val_folder(folder):

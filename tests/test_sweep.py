@@ -240,10 +240,10 @@ def test_tpe_search_samples_hyperparameters(tmp_path):
          "are the same run 'plain-8-s0' (a plain net has no shortcut); leave one out with exclude"),
     ],
 )
-def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, sweep_text, message):
+def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, lab_here, sweep_text, message):
     root = write_project(tmp_path, GRID)
     (root / "sweeps" / "tiny.yaml").write_text(sweep_text)
-    result = lab("sweep", "tiny", cwd=root)
+    result = lab_here("sweep", "tiny", cwd=root)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -40,7 +40,7 @@ def measure_imagefolder(
     files = scan(root, class_names(root))
     rows = []
     for workers in workers_list:
-        cfg = DataConfig("imagefolder", data_dir=str(data_dir), scale=list(scale), crop=crop, flip=True, workers=workers)
+        cfg = DataConfig(name="imagefolder", data_dir=str(data_dir), scale=list(scale), crop=crop, flip=True, workers=workers)
         loader = train_loader(files, cfg, batch_size, seed=0, pin_memory=device.startswith("cuda"))
         # Each worker builds whole batches, so they arrive in rounds of `workers`: the clock starts when the
         # first round is in and stops after whole rounds (else 15 workers' first 15 batches, ready at once,

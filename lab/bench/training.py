@@ -213,7 +213,7 @@ def measure_data_paths(data_dir: Path, batches: int, batch_size: int, workers: i
     from lab.config import DataConfig
     from lab.data import TrainStream, load_cifar
 
-    data = load_cifar(DataConfig("cifar10", data_dir=str(data_dir), verify_md5=False, val_size=500)).to(device)
+    data = load_cifar(DataConfig(name="cifar10", data_dir=str(data_dir), verify_md5=False, val_size=500)).to(device)
     stream = TrainStream(data.train, data.mean, data.std, batch_size, seed=0, pad=4, flip=True)
     rows = []
     for name, it, warm in (("lab TrainStream (on the device)", iter(stream), 2),

@@ -1,5 +1,5 @@
-"""A run's configuration, without torch: ``schema`` (one dataclass per concern, validated as it is made: errors
-name the field), ``loader`` (the hardened YAML loader), ``overrides`` (``SECTION.FIELD=VALUE``), ``errors``
+"""A run's configuration, without torch: ``schema`` (one pydantic model per concern, validated as it is made:
+errors name the field), ``loader`` (the hardened YAML loader), ``overrides`` (``SECTION.FIELD=VALUE``), ``errors``
 (``ConfigError``, quoting input in one line, folder names). Their names are here: ``from lab.config import ...``.
 """
 from __future__ import annotations
@@ -9,5 +9,5 @@ from lab.config.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_VALUES, RECIPE_EXAM
 from lab.config.overrides import apply_overrides, parse_override  # noqa: F401
 from lab.config.schema import (  # noqa: F401
     DATASETS, DEVICES, INT_RANGE, PRECISIONS, SCHEDULES, WANDB_MODES, Config, DataConfig, ModelConfig, OptimConfig,
-    TrackConfig, TrainConfig, applicable, canonical, config_yaml, flat, from_dict, load_config, make_config,
+    Section, TrackConfig, TrainConfig, applicable, canonical, config_yaml, flat, from_dict, load_config, make_config,
 )

@@ -103,3 +103,41 @@ def _key(key: Any) -> str:
     if not isinstance(key, str):
         return quote(key, 40)
     return key if len(key) <= 40 else key[:37] + "..."
+
+
+# pydantic's error types (https://docs.pydantic.dev/latest/errors/validation_errors/) -> what lab says was expected
+_EXPECTED = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "bool", "list_type": "list",
+             "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping"}
+
+
+def from_pydantic(error: Any, model: type, prefix: str = "") -> ConfigError:
+    """The first error of a pydantic ``ValidationError`` (validating ``model``) as lab's one line naming the field:
+    ``model.dept: unknown key (known here: arch, depth, shortcut, style)``, ``train.seed: expected int, got bool
+    True``; a ``ConfigError`` raised by a model's own checks comes back as it was raised."""
+    first = error.errors(include_url=False)[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, ConfigError):
+        return cause
+    loc, kind, value = first["loc"], first["type"], first.get("input")
+    names = [prefix] if prefix else []
+    for part in loc:
+        if part == "[key]":  # a mapping's key of the wrong type: named by the key itself
+            continue
+        names.append(f"[{part}]" if isinstance(part, int) else _key(part))
+    where = ".".join(names).replace(".[", "[") or "config"
+    if kind == "extra_forbidden":
+        return ConfigError(f"{where}: unknown key (known here: {', '.join(_fields_at(model, loc[:-1]))})")
+    if kind == "missing":
+        return ConfigError(f"{where}: required, missing")
+    if kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
+        return ConfigError(f"{where}: {quote(value)} is too large")  # past what a float holds (1e308)
+    if kind in _EXPECTED:
+        return ConfigError(f"{where}: expected {_EXPECTED[kind]}, got {type(value).__name__} {quote(value)}")
+    return ConfigError(f"{where}: {first['msg']}, got {quote(value)}")
+
+
+def _fields_at(model: type, loc: tuple) -> list[str]:
+    """The field names of the model found at ``loc`` inside ``model`` (a section of a config, say)."""
+    for part in loc:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)

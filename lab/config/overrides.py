@@ -23,7 +23,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (a copy); type and name checks happen in :func:`from_dict`."""
+    """Set dotted keys in a nested dict (a copy); type and name checks happen in ``lab.config.schema.from_dict``."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     for key, value in overrides.items():
         section, _, name = key.partition(".") if isinstance(key, str) else ("", "", "")

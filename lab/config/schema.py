@@ -1,22 +1,20 @@
-"""Typed configuration: one dataclass per concern; YAML maps onto them and is validated on load.
+"""Typed configuration: one pydantic model per concern; YAML maps onto them and is validated on load.
 
 Every error is a :class:`ConfigError` whose message names the field, e.g.
-``experiments/digits.yaml: model.depth: 57 is not 6n+2 ...``.
+``experiments/digits.yaml: model.depth: 57 is not 6n+2 ...``: :func:`from_dict` turns pydantic's first error
+into one such line (``lab.config.errors.from_pydantic``), and the checks between fields raise it directly.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-import types
-import typing
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.config.errors import ConfigError, _key, _require, check_name, quote
+from lab.config.errors import ConfigError, _key, _require, check_name, from_pydantic, quote
 from lab.config.loader import RECIPE_EXAMPLE, _kind, read_yaml
 from lab.config.overrides import apply_overrides
 from lab.nets import names as nets  # no torch: reading a config loads none
@@ -30,8 +28,22 @@ DEVICES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")  # what train.device may sa
 INT_RANGE = (-(2**63), 2**63 - 1)  # integers a field takes (seeds, iterations, sizes)
 
 
-@dataclass
-class ModelConfig:
+class Section(BaseModel):
+    """A part of a config (or a sweep spec): no key it does not know, no conversion but int to float (``lr: 1`` is
+    1.0; ``"20"`` is not a depth, ``true`` not a seed); the checks between its fields in ``check``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _checked(self) -> "Section":
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Checks across this section's fields: a :class:`ConfigError` naming the field."""
+
+
+class ModelConfig(Section):
     """The network: what a depth study varies."""
 
     arch: str = "resnet"  # plain | resnet
@@ -39,7 +51,7 @@ class ModelConfig:
     shortcut: str = "A"  # A: zero-pad identity, B: projections where shapes change, C: all projections
     style: str = "cifar"  # cifar: 6n+2 layers (Section 4.2) | imagenet: 18/34/50/101/152 (Table 1)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _require(self.arch in nets.ARCHS, "model.arch", f"{quote(self.arch)} is not one of {', '.join(nets.ARCHS)}")
         _require(
             self.shortcut in nets.SHORTCUTS,
@@ -53,8 +65,7 @@ class ModelConfig:
             raise ConfigError(f"model.depth: {e}") from None
 
 
-@dataclass
-class DataConfig:
+class DataConfig(Section):
     """The dataset, its split and its augmentation (batched on the device, or per image in DataLoader workers)."""
 
     name: str = "digits"  # digits (bundled with scikit-learn) | cifar10 | cifar100 | imagefolder (train/CLASS/*.jpg, val/CLASS/*.jpg)
@@ -67,13 +78,13 @@ class DataConfig:
     crop_pad: int = 0  # pad-and-random-crop augmentation (4 for CIFAR, He 2015 Section 4.2); 0: off
     flip: bool = False  # random horizontal flips
     # ImageFolder only (He 2015, Section 3.4): decoded and augmented per image in DataLoader workers.
-    scale: list[int] = field(default_factory=lambda: [256, 480])  # training: shorter side resized at random in [lo, hi]
+    scale: list[int] = Field(default_factory=lambda: [256, 480])  # training: shorter side resized at random in [lo, hi]
     crop: int = 224  # training: random crop of crop x crop; evaluation: the center crop
     eval_resize: int = 256  # evaluation: shorter side resized to this before the center crop
     mean_images: int = 10_000  # training images (a seeded sample) averaged into the per-pixel mean image
     workers: int | None = None  # DataLoader worker processes; None: min(32, CPU cores - 1); 0: in the training process
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _require(self.name in DATASETS, "data.name", f"{quote(self.name)} is not one of {', '.join(DATASETS)}")
         _require(self.val_size is None or self.val_size >= 1, "data.val_size", "must be at least 1")
         _require(self.crop_pad >= 0, "data.crop_pad", "must be >= 0")
@@ -92,8 +103,7 @@ class DataConfig:
             _require(self.crop_pad == 0, "data.crop_pad", "is for CIFAR; an ImageFolder is augmented by data.scale and data.crop")
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """SGD as in He 2015, Section 3.4; every schedule is in iterations, as the paper states it."""
 
     lr: float = 0.1
@@ -104,7 +114,7 @@ class OptimConfig:
     schedule: str = "step"  # step: lr x gamma at each milestone (CIFAR, Section 4.2) | plateau: when val_err stalls (ImageNet, 3.4)
     # lr x gamma at each: iterations (ints, e.g. [32000, 48000]) or fractions of max_steps (floats in (0, 1], e.g.
     # [0.5, 0.75], the paper's 32k and 48k of 64k), so that a shorter run (optim.max_steps=N) keeps its schedule
-    milestones: list[Any] = field(default_factory=lambda: [0.5, 0.75])
+    milestones: list[Any] = Field(default_factory=lambda: [0.5, 0.75])
     gamma: float = 0.1
     plateau_patience: int = 5  # evaluations without improvement before lr x gamma
     plateau_threshold: float = 0.0  # an improvement of val_err must exceed this many points (%) to count
@@ -113,7 +123,7 @@ class OptimConfig:
     warmup_steps: int = 0  # iterations at warmup_lr before lr (with warmup_until_err: the most)
     warmup_until_err: float | None = None  # end the warm-up once training error (%) is below this (80 for ResNet-110)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for name in ("lr", "batch_size", "max_steps"):
             _require(getattr(self, name) > 0, f"optim.{name}", "must be > 0")
         _require(self.momentum >= 0 and self.weight_decay >= 0, "optim", "momentum and weight_decay must be >= 0")
@@ -155,8 +165,7 @@ class OptimConfig:
         return [m if type(m) is int else max(1, round(m * self.max_steps)) for m in self.milestones]
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(Section):
     seed: int = 0
     eval_every: int = 1000  # iterations between train/val/test error points of the curves; the last is at max_steps
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -167,7 +176,7 @@ class TrainConfig:
     precision: Any = "32"  # YAML reads 32 as a number: either is taken, and kept as the text "32"
     compile: bool = False
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _require(self.eval_every > 0, "train.eval_every", "must be > 0")
         if type(self.precision) is int and str(self.precision) in PRECISIONS:
             self.precision = str(self.precision)
@@ -183,8 +192,7 @@ class TrainConfig:
         )
 
 
-@dataclass
-class TrackConfig:
+class TrackConfig(Section):
     """Where records go and how W&B mirrors them."""
 
     runs_dir: str = "runs"  # local run records: the source of truth for analysis
@@ -195,20 +203,19 @@ class TrackConfig:
     # write through a study or run folder that is a symbolic link (refused otherwise: lab.records.check_folder)
     follow_symlinks: bool = False
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         _require(self.wandb in WANDB_MODES, "track.wandb", f"{quote(self.wandb)} is not one of {', '.join(WANDB_MODES)}")
         check_name(self.study, "track.study")
 
 
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    track: TrackConfig = field(default_factory=TrackConfig)
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         steps = self.optim.milestone_steps
         _require(
             all(a < b for a, b in zip(steps, steps[1:])),
@@ -228,41 +235,10 @@ class Config:
         return nets.run_name(m.arch, m.depth, m.shortcut, self.train.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
-# --- mapping plain data (YAML) onto the dataclasses, with errors that name the field ---
-
-
-def _check_type(value: Any, tp: Any, name: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _check_type(value, inner, name)
-    if tp is Any:
-        _check_numbers(value, name)
-        return value
-    if origin is dict:
-        _require(isinstance(value, dict), name, f"expected a mapping, got {quote(value)}")
-        _, inner = typing.get_args(tp)
-        return {k: _check_type(v, inner, f"{name}.{_key(k)}") for k, v in value.items()}
-    if origin is list:
-        _require(isinstance(value, list), name, f"expected a list, got {quote(value)}")
-        (inner,) = typing.get_args(tp)
-        return [_check_type(v, inner, f"{name}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, name)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            value = float(value)
-        except OverflowError:
-            raise ConfigError(f"{name}: {quote(value)} is too large") from None
-    ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
-    _require(ok, name, f"expected {tp.__name__}, got {type(value).__name__} {quote(value)}")
-    _check_numbers(value, name)  # a number, or a list or mapping of values of any type
-    return value
+# --- mapping plain data (YAML) onto the models, with errors that name the field ---
 
 
 def _number_problem(value: Any) -> str | None:
@@ -284,32 +260,22 @@ def _check_numbers(value: Any, name: str) -> None:
             raise ConfigError(f"{where}: {problem}")
         if isinstance(item, (dict, list)) and id(item) not in seen:  # aliased values are checked once
             seen.add(id(item))
-            children = [(v, f"{where}.{_key(k)}") for k, v in item.items()] if isinstance(item, dict) else [
-                (v, f"{where}[{i}]") for i, v in enumerate(item)
-            ]
+            children = [(v, f"{where}.{_key(k)}" if where else _key(k)) for k, v in item.items()] if isinstance(
+                item, dict) else [(v, f"{where}[{i}]") for i, v in enumerate(item)]
             stack.extend(reversed(children))  # the first problem in reading order is the one named
 
 
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from nested dicts, rejecting unknown keys, missing required ones and wrong types by name."""
+def from_dict(cls: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    """Validate ``data`` (nested dicts, as YAML gives them) into model ``cls``: an unknown key, a missing required
+    one, a wrong type or a number no field takes (NaN, infinity, past 64 bits) is a :class:`ConfigError` naming
+    the field (under ``prefix``)."""
     where = prefix or "config"
     _require(isinstance(data, dict), where, f"expected a mapping, got {type(data).__name__} {quote(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = dataclasses.fields(cls)
-    known = [f.name for f in fields]
-
-    def dotted(key: Any) -> str:
-        return f"{prefix}.{_key(key)}" if prefix else _key(key)
-
-    for key in data:
-        _require(key in known, dotted(key), f"unknown key (known here: {', '.join(known)})")
-    for f in fields:
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        _require(not required or f.name in data, dotted(f.name), "required, missing")
-    kwargs = {}
-    for key, value in data.items():
-        kwargs[key] = _check_type(value, hints[key], dotted(key))
-    return cls(**kwargs)
+    _check_numbers(data, prefix)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise from_pydantic(e, cls, prefix) from None
 
 
 def make_config(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "") -> Config:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.config import ConfigError, _key, check_name, from_dict, make_config, quote, read_yaml
+from pydantic import Field
+
+from lab.config import ConfigError, Section, _key, check_name, from_dict, make_config, quote, read_yaml
 from lab.records import SUMMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # lab/sweep/spec.py: the project holding sweeps/ and experiments/
@@ -22,25 +23,24 @@ NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # w
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner"}  # pruner: NAME -> Optuna's
 
 
-@dataclass
-class SweepSpec:
+class SweepSpec(Section):
     """``sweeps/NAME.yaml``: which recipe, what varies (a grid, a TPE search, or both) and which metric."""
 
     recipe: str  # experiments/RECIPE.yaml, or a path relative to the sweep file
     metric: str = "val_err"
     direction: str = "minimize"
-    fixed: dict[str, Any] = field(default_factory=dict)  # overrides of the recipe for every trial
-    grid: dict[str, list] = field(default_factory=dict)  # every combination runs once
-    exclude: list[dict] = field(default_factory=list)  # combinations left out, e.g. {model.arch: plain, model.shortcut: B}
-    when: list[dict] = field(default_factory=list)  # per-point settings: {match: {model.depth: 110}, set: {optim.lr: ..}}
-    search: dict[str, dict] = field(default_factory=dict)  # TPE: {low, high, log} or {choices}
+    fixed: dict[str, Any] = Field(default_factory=dict)  # overrides of the recipe for every trial
+    grid: dict[str, list] = Field(default_factory=dict)  # every combination runs once
+    exclude: list[dict] = Field(default_factory=list)  # combinations left out, e.g. {model.arch: plain, model.shortcut: B}
+    when: list[dict] = Field(default_factory=list)  # per-point settings: {match: {model.depth: 110}, set: {optim.lr: ..}}
+    search: dict[str, dict] = Field(default_factory=dict)  # TPE: {low, high, log} or {choices}
     n_trials: int | None = None  # budget of a search without a grid
     sampler_seed: int = 0
     # Optuna's pruner, told the metric at every evaluation: none (the default: a depth study runs every net to
     # the end), median or hyperband, by name or as {name: median, n_startup_trials: 5, n_warmup_steps: 60}
     pruner: Any = "none"
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.metric not in METRICS:
             raise ConfigError(f"metric: {quote(self.metric)} is not one of {', '.join(METRICS)}")
         if self.direction not in ("minimize", "maximize"):
@@ -216,8 +216,6 @@ def _plain_name(spec: SweepSpec) -> bool:
 def resolved_yaml(name: str, spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any]) -> str:
     """``lab sweep NAME --print-config``: what every trial would run, as YAML: the fields all trials share under
     ``config`` and each trial's own values under ``trials`` (searched values at their lower bounds)."""
-    from dataclasses import asdict
-
     from lab.config import config_yaml, flat
 
     trials = planned_trials(spec, recipe, cli)
@@ -225,7 +223,7 @@ def resolved_yaml(name: str, spec: SweepSpec, recipe: dict[str, Any], cli: dict[
     varying = [k for k in flats[0] if any(f[k] != flats[0][k] for f in flats)]
     shared = {section: {k: v for k, v in fields.items() if f"{section}.{k}" not in varying}
               for section, fields in trials[0][1].to_dict().items()}
-    spec_data = {k: v for k, v in asdict(spec).items() if v not in ({}, [], None)}
+    spec_data = {k: v for k, v in spec.model_dump().items() if v not in ({}, [], None)}
     head = (f"# {name}: {len(trials)} trial{'s' if len(trials) != 1 else ''}; each runs `config` with its own values "
             f"under `trials`" + ("; searched values at their lower bounds" if spec.search else "") + "\n")
     return head + config_yaml({"sweep": spec_data, "config": shared,
