@@ -222,7 +222,7 @@ def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):
 # --- progress you can see ------------------------------------------------------------------------------------------
 
 # long enough (a few seconds a trial) for a measured throughput before it ends
-PROGRESS = {**LONG, "optim": {**LONG["optim"], "max_steps": 800}}
+PROGRESS = {**LONG, "optim": {**LONG["optim"], "max_steps": 800}, "train": {**LONG["train"], "eval_every": 100}}
 
 
 def test_a_piped_sweep_writes_eta_lines_while_its_trials_run_and_q_silences_them(tmp_path):

@@ -35,10 +35,10 @@ def overrides_for(recipe: str, data: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sweep", SHIPPED)
-def test_shipped_sweep_runs_end_to_end(tmp_path, sweep):
+def test_shipped_sweep_runs_end_to_end(tmp_path, lab_here, sweep):
     spec = yaml.safe_load((ROOT / "sweeps" / f"{sweep}.yaml").read_text())
     args = overrides_for(spec["recipe"], tmp_path / "data")
-    planned = lab("sweep", sweep, "--dry-run", *args, cwd=tmp_path)
+    planned = lab_here("sweep", sweep, "--dry-run", *args, cwd=tmp_path)  # in-process: it starts no trial
     assert planned.returncode == 0, planned.stderr
     names = [line.split()[0] for line in planned.stdout.splitlines() if line.startswith("  ") and "-s" in line]
 
@@ -60,7 +60,7 @@ def test_shipped_sweep_runs_end_to_end(tmp_path, sweep):
                 expected = value if matched else field(recipe.to_dict(), key)
                 assert field(summary["config"], key) == expected, (summary["run"], key)
 
-    analyzed = lab("analyze", sweep, "--runs-dir", "runs", cwd=tmp_path)
+    analyzed = lab_here("analyze", sweep, "--runs-dir", "runs", cwd=tmp_path)
     assert analyzed.returncode == 0, analyzed.stderr
     out = runs / "analysis"
     assert len(pd.read_csv(out / "summary.csv")) == len(summaries)

@@ -135,13 +135,13 @@ class Sweep:
         storage: str | None = None,
         workers: int = 1,
         overrides: dict[str, Any] | None = None,
-        out=sys.stdout,
+        out=None,
         slurm_job: str | None = None,
         stall_timeout: float | None = None,
     ) -> None:
         import optuna
 
-        self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out
+        self.name, self.spec, self.recipe, self.workers, self.out = name, spec, recipe, workers, out or sys.stdout
         self.slurm_job = slurm_job  # JOB_TASK of the SLURM array task this coordinator runs in, if any
         self.stall_timeout = stall_timeout  # seconds without progress that kill a trial (None: StallWatch's default)
         self.linger = slurm_job is not None  # a SLURM task stays while others run, to take over lost trials

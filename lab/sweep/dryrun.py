@@ -73,10 +73,11 @@ def step_seconds(config: Config, threads: int) -> float:
         torch.set_num_threads(before)
 
 
-def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=sys.stdout,
+def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[str, Any], out=None,
             workers: int = 1) -> None:
     """Print every trial the sweep would run with its net's size and cost, and the totals, and an estimate of its
     wall time with ``workers`` trials at once (training steps timed here); runs no trial and writes nothing."""
+    out = out or sys.stdout  # at call time: the stdout of now (a test's capture, a redirect)
     from lab.data import input_shape
 
     trials = planned_trials(spec, recipe, overrides)

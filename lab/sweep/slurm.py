@@ -172,8 +172,9 @@ def submit(sweep: Any, task_argv: list[str], options: SlurmOptions, secret_stora
     return job
 
 
-def requeue(job: str | None, out=sys.stdout) -> None:
+def requeue(job: str | None, out=None) -> None:
     """Put this task (``JOB_TASK``: not the whole array) back in SLURM's queue; it is killed and started again later."""
+    out = out or sys.stdout  # at call time: the stdout of now (a test's capture, a redirect)
     if not job:
         return
     done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)

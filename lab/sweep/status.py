@@ -46,9 +46,10 @@ def _progress_text(trial: Any, now: float) -> str:
 
 
 def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: str | None = None,
-                 overrides: dict[str, Any] | None = None, out=sys.stdout) -> dict[str, int]:
+                 overrides: dict[str, Any] | None = None, out=None) -> dict[str, int]:
     """``lab sweep NAME --status``: the study at a glance, from its storage alone (any machine, any launcher):
     points done / running (where) / failed (why) / waiting, and the study's SLURM jobs still queued."""
+    out = out or sys.stdout  # at call time: the stdout of now (a test's capture, a redirect)
     import optuna
     from optuna.trial import TrialState
 
