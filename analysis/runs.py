@@ -67,7 +67,7 @@ def _classes(row: dict) -> int:
 
 def _history(record: RunRecord, run: str, problems: list[str]) -> list[dict]:
     """Every readable row of the run's metrics; a line that is not a row (torn by a crash, say) is a problem."""
-    rows, found = record.history()
+    rows, found = record.metrics.history()
     problems += [f"{run}: {problem}" for problem in found]
     return [{"run": run, **row} for row in rows]
 
@@ -138,7 +138,7 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     study_dir = Path(runs_dir) / study
     trials = _complete_trials(runs_dir, study, storage)
     problems, rows, history, unreadable = [], [], [], {}
-    for record in RunRecord.finished_under(study_dir):
+    for record in RunRecord.under(study_dir, "finished"):
         summary, problem = record.checked_summary()
         if problem:
             unreadable[record.dir.name] = f"{record.dir.name}: {problem}"
@@ -155,7 +155,7 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
         if row["warnings"] is None:  # a summary from before lab.health: its rows are checked here
             row["warnings"] = "; ".join(run_warnings(found, _classes(row)))
         history += found
-    failed = RunRecord.failed_under(study_dir)
+    failed = RunRecord.under(study_dir, "failed")
     for t in trials:
         record = RunRecord(study_dir / t.run)
         if t.run in replaced or record.has_summary():  # an unreadable summary is named above
@@ -170,7 +170,7 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     curves["iteration"] = curves["iteration"].round().astype(int)  # logged as a float by Lightning
     named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
     failed_runs = [(r.dir.name, _failure(r)) for r in failed if not r.has_summary() and r.dir.name not in named]
-    pruned = [(r.dir.name, _pruning(r)) for r in RunRecord.pruned_under(study_dir) if not r.has_summary()]
+    pruned = [(r.dir.name, _pruning(r)) for r in RunRecord.under(study_dir, "pruned") if not r.has_summary()]
     return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, pruned, problems)
 
 

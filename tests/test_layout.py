@@ -27,6 +27,9 @@ NEVER = {
     "lab.sweep.storage": ("lab.train", "lab.sweep.coordinator", "lab.sweep.trial", "lab.cli", "analysis"),
     "lab.sweep.protocol": ("lab.train", "lab.sweep.coordinator", "lab.sweep.trial", "lab.sweep.status", "lab.cli"),
     "lab.sweep.status": ("lab.train", "lab.sweep.coordinator", "lab.sweep.trial", "lab.cli"),
+    # the study's state and its transitions: no trial process, no training
+    "lab.sweep.ledger": ("lab.train", "lab.sweep.coordinator", "lab.sweep.running", "lab.sweep.trial", "lab.cli", "analysis"),
+    "lab.sweep.params": ("lab.train", "lab.sweep.coordinator", "lab.sweep.running", "lab.sweep.trial", "lab.cli", "analysis"),
     "lab.train": ("lab.sweep", "lab.bench", "lab.cli", "analysis"),
     "analysis": ("lab.cli", "lab.sweep.coordinator", "lab.sweep.trial", "lab.bench"),
 }
@@ -104,7 +107,7 @@ def test_the_graph_reader_finds_a_cycle_hidden_in_a_function():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(edges) == [["a", "b", "c"]] and cycles({"a": {"b"}, "b": set()}) == []
     known = modules()
-    assert "lab.sweep" in imports(known["lab.cli"], "lab.cli", known)  # imported inside cmd_sweep only
+    assert "lab.cli.sweep" in imports(known["lab.cli"], "lab.cli", known)  # imported inside main only
 
 
 def test_no_module_imports_itself_back_through_others():
@@ -130,3 +133,17 @@ def test_reading_a_config_or_a_run_record_loads_no_torch():
             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'wandb', 'optuna', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+MAX_FILE_LINES, MAX_CLASS_LINES = 400, 200  # a file or a class past these does more than one thing
+
+
+def test_no_module_or_class_of_lab_is_too_long_to_read_as_one_thing():
+    long = []
+    for name, path in modules().items():
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            long.append(f"{name}: {len(text.splitlines())} lines")
+        long += [f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines" for node in ast.walk(ast.parse(text))
+                 if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES]
+    assert long == []

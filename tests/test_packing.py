@@ -76,14 +76,14 @@ def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkey
     monkeypatch.chdir(write_project(tmp_path, {"grid": {"train.seed": [0, 1, 2, 3]}}))
     name, spec, recipe = load_sweep("tiny")
     sweep = Sweep(name, spec, recipe, workers=8)
-    assert sweep.threads_per_trial == max(1, (__import__("os").cpu_count() or 1) // 8)
+    assert sweep.running.threads_per_trial == max(1, (__import__("os").cpu_count() or 1) // 8)
     started = []
 
     class FakeProcess:  # records what the trial process would get, and "trains" at once
         exitcode = 0
 
         def __init__(self, target, args, name):
-            started.append(args[5])  # _trial_main(config, run, log, threads, coordinator, gpu, ...)
+            started.append(args[5])  # trial_main(config, run, log, threads, coordinator, gpu, ...)
 
         def start(self):
             pass
@@ -95,16 +95,16 @@ def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkey
             threading.Event().wait(0.05)
 
     # the trial's progress (lab.progress.Pulse): shared memory in a real context
-    monkeypatch.setattr(sweep, "mp", type("Ctx", (), {"Process": FakeProcess,
+    monkeypatch.setattr(sweep.running, "mp", type("Ctx", (), {"Process": FakeProcess,
                                                       "RawArray": staticmethod(lambda kind, n: [0.0] * n)}))
-    sweep._enqueue_missing()
+    sweep.queue()
     sweep.log_dir.mkdir(parents=True)
-    claims = [sweep._claim() for _ in range(4)]
-    runs = [threading.Thread(target=sweep._run, args=(claim,)) for claim in claims]
+    claims = [sweep.claim() for _ in range(4)]
+    runs = [threading.Thread(target=sweep.running.run, args=(claim, None, lambda claim: None)) for claim in claims]
     for run in runs:
         run.start()
     for run in runs:
         run.join(timeout=30)
     assert sorted(started) == ["0", "0", "1", "1"]  # spread across both GPUs, two tiny nets on each
-    assert sweep.gpus.free == {"0": 4, "1": 4}  # every unit given back
+    assert sweep.running.gpus.free == {"0": 4, "1": 4}  # every unit given back
     assert sweep_module.packing.trial_environment(started[0]) == {"CUDA_VISIBLE_DEVICES": started[0]}

@@ -31,6 +31,12 @@ def undated(text: str) -> str:
     return re.sub(r"analysed \S+ by", "analysed ... by", text)
 
 
+def rounded(text: str) -> str:
+    """``text`` with every number written with 9 or more decimals at 9 significant digits (float sums' last bits
+    depend on the thread count)."""
+    return re.sub(r"-?\d+\.\d{9,}(?:e-?\d+)?", lambda m: f"{float(m.group(0)):.9g}", text)
+
+
 def test_its_study_analyses_to_the_same_tables_captions_and_readme(tmp_path, lab_here):
     root = previous_project(tmp_path)
     result = lab_here("analyze", "tiny", cwd=root)
@@ -39,7 +45,10 @@ def test_its_study_analyses_to_the_same_tables_captions_and_readme(tmp_path, lab
     text = {p.name for p in new.iterdir() if p.suffix in (".csv", ".md", ".tex", ".txt")}
     assert text == {p.name for p in (PREVIOUS / "analysis").iterdir()}
     for name in sorted(text):
-        assert undated((new / name).read_text()) == undated((PREVIOUS / "analysis" / name).read_text()), name
+        now, then = undated((new / name).read_text()), undated((PREVIOUS / "analysis" / name).read_text())
+        if name.startswith("layer_responses"):  # forward passes at analysis time: the last bits vary with threads
+            now, then = rounded(now), rounded(then)
+        assert now == then, name
     assert {p.stem for p in new.glob("*.pdf")} == {p.stem for p in new.glob("*.png")} == {
         f"{figure}-{width}" for figure in ("degradation", "error_vs_depth", "layer_responses") for width in ("1col", "2col")}
 

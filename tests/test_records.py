@@ -85,7 +85,7 @@ def test_lab_records_imports_no_torch_lightning_or_wandb():
 def test_a_run_record_round_trips(tmp_path, capsys):
     config = make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path)})
     record = RunRecord(records.run_dir_for(config))
-    record.clear()  # makes the folder
+    record.folder.clear()  # makes the folder
     assert record.dir.is_dir() and list(record.dir.iterdir()) == []
 
     record.write_config(config)
@@ -97,20 +97,20 @@ def test_a_run_record_round_trips(tmp_path, capsys):
     assert record.wandb_id() != run_id and record.wandb_id() == record.wandb_id_path.read_text()
 
     rows = [{"iteration": 5.0, "val_err": 50.0}, {"iteration": 10.0, "val_err": 40.0}]
-    record.write_rows(rows[:1])
-    record.append_row(rows[1])
-    assert record.history() == (rows, [])
-    assert record.rows_until(5, "run") == rows[:1] and record.rows_until(10, "run") == rows
+    record.metrics.write_rows(rows[:1])
+    record.metrics.append_row(rows[1])
+    assert record.metrics.history() == (rows, [])
+    assert record.metrics.rows_until(5, "run") == rows[:1] and record.metrics.rows_until(10, "run") == rows
     with open(record.metrics_path, "a") as f:
         f.write('{"iteration": 15.0, "val')  # torn by a crash, past the checkpoint of 10: dropped, with a note
-    assert record.rows_until(10, "run") == rows
+    assert record.metrics.rows_until(10, "run") == rows
     assert capsys.readouterr().err == (f"lab: {record.metrics_path}: line 3 is unreadable (torn by a crash?); it comes "
                                        "after the checkpoint of iteration 10, so it is dropped and run resumes\n")
-    assert record.history() == (rows, [f"{record.metrics_path} line 3 is not readable (Unterminated string starting at: "
+    assert record.metrics.history() == (rows, [f"{record.metrics_path} line 3 is not readable (Unterminated string starting at: "
                                        "column 21)"])
-    assert record.rows_until(20, "run") is None  # a row before the checkpoint of 20 is lost: set aside
+    assert record.metrics.rows_until(20, "run") is None  # a row before the checkpoint of 20 is lost: set aside
     assert not record.metrics_path.exists() and (record.dir / "metrics.jsonl.damaged").is_file()
-    assert record.history() == ([], [f"{record.metrics_path} is missing"])
+    assert record.metrics.history() == ([], [f"{record.metrics_path} is missing"])
 
     assert record.summary_problem() == f"{record.summary_path} is missing" and not record.has_summary()
     summary = {"run": record.dir.name, "arch": "resnet", "depth": 8, "shortcut": "A", "seed": 0, "dataset": "digits",
@@ -119,7 +119,7 @@ def test_a_run_record_round_trips(tmp_path, capsys):
     record.write_summary(summary)
     assert record.has_summary() and record.summary() == summary == record.finished(config)
     assert record.checked_summary() == (summary, None) and record.summary_problem() is None
-    assert [r.dir for r in RunRecord.finished_under(record.dir.parent)] == [record.dir]
+    assert [r.dir for r in RunRecord.under(record.dir.parent, "finished")] == [record.dir]
     assert record.finished(make_config(TINY_RECIPE, {"track.runs_dir": str(tmp_path), "train.seed": 1})) is None
     record.summary_path.write_text("[1]")
     assert record.summary() is None and record.summary_problem() == f"{record.summary_path} is not a run summary"
@@ -131,9 +131,9 @@ def test_a_run_record_round_trips(tmp_path, capsys):
     record.write_failure(record.dir.name, "diverged at iteration 7", 7, config)
     assert record.failure() == "diverged at iteration 7" == records.read_failure(record.dir)
     assert json.loads(record.failure_path.read_text())["config"] == config.to_dict()
-    assert [r.dir for r in RunRecord.failed_under(record.dir.parent)] == [record.dir]
+    assert [r.dir for r in RunRecord.under(record.dir.parent, "failed")] == [record.dir]
 
-    record.clear()  # a fresh start keeps what was set aside
+    record.folder.clear()  # a fresh start keeps what was set aside
     assert sorted(p.name for p in record.dir.iterdir()) == ["metrics.jsonl.damaged", "summary.json.damaged"]
     assert RunRecord(tmp_path / "gone").summary_problem() == f"its run folder {tmp_path / 'gone'} is gone"
 
@@ -143,7 +143,7 @@ def test_a_checkpoint_step_is_read_whole(tmp_path):
     record = RunRecord(tmp_path)
     state = {k: {} for k in records.CHECKPOINT_KEYS} | {"global_step": 20}
     records.write_atomic_with(record.checkpoint_path, lambda path: torch.save(state, path))
-    assert record.checkpoint_step() == 20 and not list(tmp_path.glob("*.tmp"))
+    assert record.checkpoint.step() == 20 and not list(tmp_path.glob("*.tmp"))
     torch.save({"global_step": 20}, record.checkpoint_path)
     with pytest.raises(ValueError, match="not a complete Lightning checkpoint"):
-        record.checkpoint_step()
+        record.checkpoint.step()

@@ -139,7 +139,7 @@ def test_planted_tmp_files_and_record_links_never_redirect_a_write(tmp_path, mon
         assert not (record.dir / name).is_symlink() and (record.dir / name).is_file(), name
     assert f"{record.dir / 'wandb'}: a symbolic link (to {victims['wandb']}), which lab never writes; set aside as " \
            f"wandb.damaged" in capsys.readouterr().err
-    assert record.summary()["steps"] == 10 and [r["iteration"] for r in record.history()[0]] == [5, 10]
+    assert record.summary()["steps"] == 10 and [r["iteration"] for r in record.metrics.history()[0]] == [5, 10]
 
 
 def test_a_planted_trial_log_link_is_set_aside_and_its_target_untouched(tmp_path):
@@ -291,7 +291,8 @@ def test_a_password_in_the_storage_url_is_in_no_file_and_no_output_of_a_sweep(tm
         assert SECRET not in text
     assert holding(root, SECRET) == []
     # the line to resume with, after the database went away
-    from lab.cli import _parse, _resume_command
+    from lab.cli.parser import parse as _parse
+    from lab.cli.sweep import _resume_command
 
     line = _resume_command(_parse(["sweep", study_name, "--storage", secret_url()]))
     assert SECRET not in line and "postgresql://postgres:***@" in line and "LAB_STORAGE" in line

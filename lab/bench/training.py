@@ -256,7 +256,7 @@ def measure_sweep(data_dir: Path, root: Path, plan: BenchPlan, device: str) -> l
         wall = time.perf_counter() - start
         if done.returncode != 0:
             raise RuntimeError(f"lab sweep {name} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
-        summaries = [read_json(r.summary_path) for r in RunRecord.finished_under(root / "sweep-runs" / name)]
+        summaries = [read_json(r.summary_path) for r in RunRecord.under(root / "sweep-runs" / name, "finished")]
         rows.append({
             "workers": workers, "trials": trials, "wall_s": wall, "trials_per_hour": trials / wall * 3600,
             "training_images_per_s": sum(s["steps"] * plan.batch_size for s in summaries) / wall,

@@ -80,16 +80,16 @@ LOST_RECORDS = "lost_records"  # {trial number: problem} of complete trials whos
 WANDB_GROUP = "wandb_group"  # the study's W&B group: its name and a short id, set when the study is made
 
 
-def _grid_key(point: dict[str, Any]) -> str:
+def grid_key(point: dict[str, Any]) -> str:
     return json.dumps(point, sort_keys=True)
 
 
-def _param_value(value: Any) -> Any:
+def param_value(value: Any) -> Any:
     """A grid value as an Optuna categorical choice: a number, string, bool or None as it is, else its JSON."""
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value, sort_keys=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

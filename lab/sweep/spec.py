@@ -205,10 +205,10 @@ def planned_trials(spec: SweepSpec, recipe: dict[str, Any], cli: dict[str, Any])
     configs = [make_config(recipe, spec.overrides(p, cli, example)) for p in spec.grid_points() or [{}]]
     if not spec.grid:
         return [(f"{configs[0].run_name}-t#", configs[0]) for _ in range(spec.n_trials)]
-    return [(c.run_name if _plain_name(spec) else f"{c.run_name}-t#", c) for c in configs]
+    return [(c.run_name if plain_name(spec) else f"{c.run_name}-t#", c) for c in configs]
 
 
-def _plain_name(spec: SweepSpec) -> bool:
+def plain_name(spec: SweepSpec) -> bool:
     """Whether a run's paper-like name (``resnet-110-B-s0``) tells its trial from every other of the sweep."""
     return not spec.search and set(spec.grid) <= NAMING_KEYS
 

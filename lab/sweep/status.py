@@ -21,7 +21,7 @@ from lab.sweep.protocol import (
     SLURM_JOB,
     WARNINGS,
     WORKER,
-    _grid_key,
+    grid_key,
 )
 from lab.sweep.slurm import SLURM_JOBS
 from lab.sweep.spec import SweepSpec, planned_trials
@@ -68,10 +68,10 @@ def print_status(name: str, spec: SweepSpec, recipe: dict[str, Any], storage: st
     continued = {t.user_attrs[CONTINUES] for t in trials if CONTINUES in t.user_attrs}
     now, rows = time.time(), []
     if spec.grid:
-        names = {_grid_key(p): run for p, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, cli))}
+        names = {grid_key(p): run for p, (run, _) in zip(spec.grid_points(), planned_trials(spec, recipe, cli))}
         by_point: dict[str, list] = {key: [] for key in names}
         for t in trials:
-            key = _grid_key(t.user_attrs.get(GRID, {}))
+            key = grid_key(t.user_attrs.get(GRID, {}))
             if key in by_point:
                 by_point[key].append(t)
         units = [(names[key], ts) for key, ts in by_point.items()]

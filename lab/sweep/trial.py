@@ -1,4 +1,4 @@
-"""A trial process: the body of one trial of a sweep (``_trial_main``), forked from the coordinator's server that
+"""A trial process: the body of one trial of a sweep (``trial_main``), forked from the coordinator's server that
 imported torch, Lightning and W&B once; and, under SLURM, the checkpoint it saves at a signal."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 from lab.config import Config, ConfigError, make_config
-from lab.sweep.protocol import EXIT_CHECKPOINTED, EXIT_DISK_FULL, _pid_alive
+from lab.sweep.protocol import EXIT_CHECKPOINTED, EXIT_DISK_FULL, pid_alive
 from lab.sweep.storage import disk_full
 
-def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
+def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
                 gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None,
                 pulse: Any = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
@@ -31,7 +31,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     os.dup2(fd, 2)
 
     def watch() -> None:  # an orphaned trial would race its own retry for the same run folder
-        while _pid_alive(coordinator_pid):
+        while pid_alive(coordinator_pid):
             time.sleep(1)
         os._exit(3)
 
@@ -76,7 +76,7 @@ def _trial_main(config_data: dict, run_name: str, log_path: str, threads: int, c
     except BaseException as e:
         if interrupted:  # Lightning turns Ctrl-C into exit(1); the log says what happened (interrupt_note)
             os._exit(EXIT_INTERRUPTED)
-        if not any(disk_full(x) for x in _chain(e)):
+        if not any(disk_full(x) for x in error_chain(e)):
             raise
         try:
             print(f"[lab sweep] {run_name} stopped: the disk is full ({e})", flush=True)
@@ -134,7 +134,7 @@ def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
     return CheckpointOnSignal()
 
 
-def _chain(error: BaseException | None) -> list[BaseException]:
+def error_chain(error: BaseException | None) -> list[BaseException]:
     """An exception and the ones it was raised from or while handling."""
     seen: list[BaseException] = []
     while error is not None and error not in seen:

@@ -1,12 +1,47 @@
-"""What a coordinator watches in a running trial: its progress (``StallWatch``, from the trial's own pulse:
-``lab.progress.Pulse``) and its metric at every evaluation (``Reporter``, for Optuna's pruners and plots)."""
+"""What a coordinator watches in a running trial (``watch_trial``): its progress (``StallWatch``, from the trial's own
+pulse: ``lab.progress.Pulse``) and its metric at every evaluation (``Reporter``, for Optuna's pruners and plots)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lab.config import Config
-from lab.sweep.protocol import STALL_FACTOR, STALL_FLOOR_S, STARTUP_STALL_S
+from lab.sweep.protocol import HEARTBEAT, HEARTBEAT_S, PROGRESS, STALL_FACTOR, STALL_FLOOR_S, STARTUP_STALL_S
+
+PRUNED_KILL_AFTER_S = 30  # a pruned trial's process has this long to end after SIGTERM
+
+
+def watch_trial(proc: Any, claim: Any, reporter: "Reporter", watch: "StallWatch", lock: Any, is_open: Callable[[], bool],
+                pruning: bool) -> None:
+    """Until the trial process ``proc`` of ``claim`` (``lab.sweep.ledger.Claim``) ends: tell Optuna its metric
+    (``reporter``) and stop it where the pruner says; kill it when it stalls (``watch``); renew the trial's heartbeat
+    and progress every ``HEARTBEAT_S``, and at once when a stall starts or ends. ``is_open()``, asked under ``lock``:
+    whether the claim is still the coordinator's (not released or stopped meanwhile)."""
+    last_beat, said_stalled = time.time(), False
+    while proc.is_alive():
+        proc.join(timeout=1)
+        with lock:
+            # reported while not pruned (Optuna holds the values up to the pruner's decision) and still open
+            reporting = claim.pruned is None and is_open()
+            if reporting and reporter.poll() and pruning and claim.trial.should_prune():
+                claim.pruned, claim.pruned_s = reporter.last, time.time()
+                proc.terminate()  # the run keeps its record up to its last evaluation's checkpoint
+            now = time.time()
+            progress = watch.report(now)
+            if reporting and claim.stalled is None and watch.idle(now) > watch.limit():
+                claim.stalled = watch.idle(now)
+                proc.kill()  # SIGKILL: a stopped process takes no other signal until it is continued
+            # the heartbeat carries the trial's own progress; a stall is told at once (--status shows it)
+            if now - last_beat > HEARTBEAT_S or ("stalled_since" in progress) != said_stalled:
+                claim.trial.set_user_attr(HEARTBEAT, now)
+                claim.trial.set_user_attr(PROGRESS, progress)
+                last_beat, said_stalled = now, "stalled_since" in progress
+        if claim.pruned is not None and time.time() - claim.pruned_s > PRUNED_KILL_AFTER_S:
+            proc.kill()
+    with lock:  # pruned: Optuna holds the values up to the pruner's decision, as its users expect
+        if claim.pruned is None and is_open():
+            reporter.poll()  # the last evaluations, written just before the process ended
 
 
 class StallWatch:
@@ -69,7 +104,7 @@ class Reporter:
         if (stat.st_ino, stat.st_size, stat.st_mtime_ns) == self.seen:
             return False
         self.seen = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        rows, _ = self.record.history()  # a line torn by a crash is left out; its evaluation is logged again
+        rows, _ = self.record.metrics.history()  # a line torn by a crash is left out; its evaluation is logged again
         best, new = float("inf"), False
         for row in sorted(rows, key=lambda r: r["iteration"]):
             if self.metric == BEST_VAL_ERR and "val_err" in row:

@@ -83,11 +83,11 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     name = run_name or config.run_name
     run_dir = run_dir_for(config, name)
     files = RunRecord(run_dir)
-    files.check_folders(config.track.follow_symlinks)
+    files.folder.check(config.track.follow_symlinks)
     done = files.finished(config)
     if done is not None:
         return done
-    if files.not_a_run():
+    if files.folder.not_a_run():
         raise ConfigError(f"{run_dir} is there and is not a run folder (none of a run record's files); give the run "
                           f"another name (--name NAME)")
     differ = files.other_config(config)
@@ -96,14 +96,14 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
         more = f"; and {len(differ) - 4} more" if len(differ) > 4 else ""
         raise ConfigError(f"{run_dir} holds a run of another config ({shown}{more}); to keep both, give this one "
                           f"another track.study=NAME or --name NAME; to replace it, --overwrite")
-    files.set_aside_links()
+    files.folder.set_aside_links()
     damaged_summary = files.set_aside_damaged_summary()
     resume = files.resume_point(config, name)
     if damaged_summary is not None:
         how = f"resuming {name} from its checkpoint of iteration {resume[0]}" if resume else f"training {name} again"
         note(f"{damaged_summary}; {how}")
     if resume is None:
-        files.clear()
+        files.folder.clear()
         files.write_config(config)
         files.new_wandb_id()
     resume_at, rows = resume if resume is not None else (None, None)
@@ -145,7 +145,7 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     device = trainer.strategy.root_device
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume_at is None else files.checkpoint_path,
-                    weights_only=True)  # never code from a checkpoint (RunRecord.load_checkpoint read it so already)
+                    weights_only=True)  # never code from a checkpoint (Checkpoint.load read it so already)
         module.check_finite()  # the iterations since the last check
         if trainer.global_step != config.optim.max_steps:  # stopped early: not a finished run, so no summary
             raise RuntimeError(f"{name}: training stopped at iteration {trainer.global_step} of {config.optim.max_steps}")

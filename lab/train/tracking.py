@@ -27,7 +27,7 @@ WANDB_SUMMARY_METRICS = (*ERRORS, *LOSSES)  # each with its min and last in a W&
 
 
 class RecordLogger(Logger):
-    """Appends every logged row to the run's metrics (``RunRecord.append_row``: one line, one write)."""
+    """Appends every logged row to the run's metrics (``MetricsFile.append_row``: one line, one write)."""
 
     def __init__(self, run_dir: Path, rows: list[dict[str, float]] | None = None) -> None:
         """``rows``: those of an earlier attempt to keep (up to its checkpoint; ``train`` reads them) and go on from;
@@ -37,7 +37,7 @@ class RecordLogger(Logger):
         self.files = RunRecord(self.run_dir)
         self.rows: list[dict[str, float]] = list(rows or [])
         if rows is not None:
-            self.files.write_rows(self.rows)
+            self.files.metrics.write_rows(self.rows)
 
     @property
     def name(self) -> str:
@@ -60,7 +60,7 @@ class RecordLogger(Logger):
         # Lightning's ``step`` lags the iteration count by one here; rows carry ``iteration`` instead. Lightning's
         # ``epoch`` is left out: always 0 (runs are measured in iterations), it only cluttered records and charts.
         row = {k: float(v) for k, v in metrics.items() if k != "epoch"}
-        self.files.append_row(row)
+        self.files.metrics.append_row(row)
         self.rows.append(row)
 
 
