@@ -314,7 +314,7 @@ def test_a_study_refuses_changed_per_point_settings_but_takes_rules_for_new_poin
     monkeypatch.chdir(write_project(tmp_path, sweep))
     name, spec, recipe = load_sweep("tiny")
     first = Sweep(name, spec, recipe)
-    first._enqueue_missing()
+    first.queue()
     first.study.tell(first.study.ask(), 1.0)  # one point finished (depth 14: deepest first)
     Sweep(name, spec, recipe)  # the same spec again: resumes
     with pytest.raises(ConfigError, match=r"other settings \(optim.lr differ\)"):  # what the depth-8 points run with
