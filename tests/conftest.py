@@ -188,3 +188,11 @@ def write_imagefolder(
                 image[..., 2] = np.linspace(0, 255, h).round().astype(np.uint8)[:, None]
                 Image.fromarray(image).save(folder / f"img{i}.jpg", quality=95, subsampling=0)
     return root
+
+
+def one_error(capsys, code: int) -> str:
+    """The one line a refused command printed (exit status 2)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, (code, err)
+    return lines[0]

@@ -11,7 +11,7 @@ from lab.config import make_config
 from lab.health import run_warnings
 from lab.train import train
 from tests.conftest import TINY_RECIPE, lab, write_project
-from tests.test_analysis import write_record
+from tests.studies import write_record
 
 
 def rows(*peaks: float, initial: float = 2.4, last_err: float = 1.0) -> list[dict]:

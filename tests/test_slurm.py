@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import POSTGRES, TINY_RECIPE, write_project
-from tests.test_sharing import SECRET, holding, secret_url
+from tests.test_sharing_secrets import SECRET, holding, secret_url
 from tests.slurm.cluster import Cluster, unavailable
 
 
