@@ -1,4 +1,5 @@
-"""Analysis: tables recomputed from hand-made run records (means, CIs, the shortcut ablation, Table 6), and outputs that drop into a paper (LaTeX, PDF fonts)."""
+"""Analysis: tables recomputed from hand-made run records (means, CIs, the shortcut ablation, Table 6), and outputs
+that drop into a paper (LaTeX, PDF fonts)."""
 from __future__ import annotations
 
 import json

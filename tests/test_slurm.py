@@ -63,10 +63,14 @@ def submit(cluster: Cluster, root: Path, name: str, tasks: int, storage: str = P
     return re.search(r"submitted SLURM job (\d+)", result.stdout).group(1)
 
 
-def wait_for(what: str, ready, cluster: Cluster, timeout: float = 240) -> None:
+def wait_for(what: str, ready, cluster: Cluster, timeout: float = 240, root: Path | None = None) -> None:
+    """Poll ``ready`` until ``timeout``; on failure say what SLURM and (under ``root``) the tasks' logs show."""
     deadline = time.time() + timeout
     while not ready():
-        assert time.time() < deadline, f"{what}: not within {timeout}s; jobs {cluster.jobs()}"
+        if time.time() >= deadline:
+            logs = "".join(f"\n--- {p.name}:\n{p.read_text()[-3000:]}" for p in sorted(root.glob("runs/*/slurm/*.out"))) \
+                if root else ""
+            raise AssertionError(f"{what}: not within {timeout}s; jobs {cluster.jobs()}{logs}")
         time.sleep(0.2)
 
 
@@ -100,7 +104,7 @@ def test_a_sweep_in_two_slurm_tasks_runs_every_point_once(cluster, study_name, t
             seen_running.append(text)
         return c["done"] == 4 and not cluster.jobs()
 
-    wait_for("4 points done and the job ended", finished, cluster)
+    wait_for("4 points done and the job ended", finished, cluster, root=root)
     assert any(f"SLURM job {job}_" in text and "on " in text for text in seen_running), seen_running
     assert sorted(complete_points(study_name).values()) == [1] * 4
     assert len(trained(study_name)) == 4 and {t.user_attrs["slurm_job"] for t in trained(study_name)} == {f"{job}_0", f"{job}_1"}
@@ -134,7 +138,8 @@ def test_a_preempted_task_is_requeued_and_resumes_its_trial_from_the_checkpoint(
     assert "continues trial 0 from its checkpoint" in text and f"{task} PENDING" in text
     wait_for("the high-priority job done", lambda: high not in cluster.jobs(), cluster, 60)
     cluster.release(task)  # else it waits ~150 s (Reason=BeginTime)
-    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster)
+    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster,
+             root=root)
 
     study = optuna.load_study(study_name=study_name, storage=POSTGRES)
     first, second = trained(study_name)
@@ -171,7 +176,7 @@ def test_a_task_near_its_time_limit_requeues_itself_and_its_run_goes_on(cluster,
     wait_for("the task requeued", lambda: cluster.jobs().get(task, ("",))[0] == "PENDING", cluster, 60)
     cluster.release(task)
     wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster,
-             480)  # a requeued task starts afresh on a busy machine: once seen to take over 240 s in CI
+             480, root)  # a requeued task starts afresh on a busy machine: once seen to take over 240 s in CI
     log = (root / "runs" / study_name / "slurm" / f"{task}.out").read_text()
     assert f"SLURM job {task}: requeued\n" in log and "start 1" in log, log
     assert sorted(complete_points(study_name).values()) == [1]
@@ -200,7 +205,8 @@ def test_a_task_killed_mid_trial_has_its_trial_run_again_by_the_other(cluster, s
     counts, text = status(cluster, root, study_name)
     # its trial shows running (on the dead task, until a live one looks) or already taken over; never failed
     assert counts["failed"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 2, text
-    wait_for("both points done", lambda: status(cluster, root, study_name)[0]["done"] == 2 and not cluster.jobs(), cluster)
+    wait_for("both points done", lambda: status(cluster, root, study_name)[0]["done"] == 2 and not cluster.jobs(), cluster,
+             root=root)
 
     assert sorted(complete_points(study_name).values()) == [1, 1]
     lost = [t for t in trained(study_name) if t.state == TrialState.FAIL]
