@@ -24,6 +24,7 @@ from tests.conftest import POSTGRES, TINY_RECIPE, write_project
 from tests.test_sharing_secrets import SECRET, holding, secret_url
 from tests.slurm.cluster import Cluster, unavailable
 
+pytestmark = pytest.mark.xdist_group("slurm")  # one test cluster at a time: its daemons listen on fixed ports
 
 GRID = {"grid": {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]}}
 # long enough to be caught mid-trial (an evaluation, so a checkpoint, every 5 iterations): 10-60 s a trial,
