@@ -1,7 +1,8 @@
 """The run record on disk: ``lab.records.run`` (``RunRecord``: one run's files and its lifecycle: running, finished,
 failed, pruned, damaged), ``lab.records.metrics`` (the metrics a run records, and ``metrics.jsonl``),
-``lab.records.checkpoint`` (``last.ckpt``, read without running code) and ``lab.records.files`` (every file written
-and read safely).
+``lab.records.checkpoint`` (``last.ckpt``, read without running code), ``lab.records.folder`` (the run folder as a
+place: no link out, holds a run, emptied for a fresh start) and ``lab.records.files`` (every file written and read
+safely).
 No torch, but to read a checkpoint; no Lightning, no W&B. Their names are all here: ``from lab.records import ...``.
 """
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """``lab sweep NAME``: an Optuna study over configs, every trial a ``train(config)`` in its own process.
 
 The rooms: ``spec`` (the sweep file: grid, search, pruner; its planned trials), ``protocol`` (a trial's states in
-the study and the user attributes that record them), ``coordinator`` (``Sweep``: claims, runs, watches and finishes
-trials), ``watch`` (a running trial's progress and metric), ``trial`` (the trial process), ``status`` (``--status``), ``dryrun`` (``--dry-run`` and the cost model),
+the study and the user attributes that record them), ``ledger`` (``Ledger``: the study's state and its
+transitions: enqueue, claim, reap, requeue), ``params`` (the grid as Optuna parameters), ``coordinator`` (``Sweep``:
+one per ``lab sweep`` process, its threads claim and run trials), ``running`` (the coordinator's trial processes),
+``watch`` (a running trial's progress and metric), ``outcome`` (how the study is told that a trial ended),
+``trial`` (the trial process), ``status`` (``--status``), ``dryrun`` (``--dry-run`` and the cost model),
 ``storage`` (the study's journal file or database), ``slurm`` (``--launcher slurm``), ``packing`` (trials per GPU).
 
 The names below come from those rooms on first use, so that importing one room (``lab.sweep.spec``, say, which
@@ -20,7 +23,8 @@ _WHERE = {
     "STALE_AFTER_S": "protocol", "EXIT_CHECKPOINTED": "protocol", "STALL_FLOOR_S": "protocol",
     "STARTUP_STALL_S": "protocol",
 }
-ROOMS = ("spec", "protocol", "coordinator", "watch", "trial", "status", "dryrun", "storage", "slurm", "packing")
+ROOMS = ("spec", "protocol", "ledger", "params", "coordinator", "running", "watch", "outcome", "trial", "status", "dryrun",
+         "storage", "slurm", "packing")
 
 
 def __getattr__(name: str) -> Any:  # PEP 562
