@@ -1,13 +1,13 @@
 """Progress a user can see: where each running trial is, how fast, and when the study will end.
 
-A trial process measures itself (``TrialProgress``, a Lightning callback: iteration, images/s) and sends that to
-its coordinator over a queue; the coordinator (``StudyProgress``) turns it into each trial's ETA and the study's,
+A trial process measures itself (``lab.train.progress.TrialProgress``, a Lightning callback: iteration, images/s)
+and sends that to its coordinator over a queue; the coordinator (``StudyProgress``) turns it into each trial's ETA and the study's,
 from measured throughput: the study's remaining multiply-adds of training (every waiting trial's net, batch and
 iterations, as ``lab sweep --dry-run`` counts them, and what running trials have left) over the multiply-adds per
 second its running trials reach. On a terminal that is a live display (rich); in a log or a pipe, a line with
 ``ETA`` when the first measurements come and at most every ``LINE_EVERY_S`` after. ``lab train`` shows
-Lightning's progress bar on a terminal and one line per evaluation otherwise (``EvaluationLines``). ``-q``
-silences all of it. None of it goes into ``metrics.jsonl`` or a trial's log: the records hold results only.
+Lightning's progress bar on a terminal and one line per evaluation otherwise (``lab.train.progress``). ``-q``
+silences all of it. No Lightning here: a coordinator, ``--status`` and a refused command load no torch for it. None of it goes into ``metrics.jsonl`` or a trial's log: the records hold results only.
 """
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import pytorch_lightning as pl
+from typing import Any
 
 SEND_EVERY_S = 2.0  # how often a trial process reports where it is
 LINE_EVERY_S = 30.0  # how often a sweep writes a progress line into a log or pipe
@@ -32,93 +30,6 @@ def duration(seconds: float | None) -> str:
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-class _Throughput(pl.Callback):
-    """Images per second since this process began training (a resumed run: since it resumed), evaluations included."""
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size, self.start_step, self.start_s = batch_size, 0, time.perf_counter()
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_step, self.start_s = trainer.global_step, time.perf_counter()
-
-    def rate(self, trainer: pl.Trainer) -> float | None:
-        steps, elapsed = trainer.global_step - self.start_step, time.perf_counter() - self.start_s
-        return steps * self.batch_size / elapsed if steps > 0 and elapsed > 0 else None
-
-
-class TrialProgress(_Throughput):
-    """In a trial process: ``send(iteration, max_steps, images_per_s)`` every ``SEND_EVERY_S`` and after each
-    evaluation (``send`` puts it on the coordinator's queue)."""
-
-    def __init__(self, send: Callable[[int, int, float | None], None], batch_size: int) -> None:
-        super().__init__(batch_size)
-        self.send, self.last_s = send, 0.0
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        self._send(trainer)
-
-    def _send(self, trainer: pl.Trainer) -> None:
-        self.last_s = time.perf_counter()
-        try:
-            self.send(trainer.global_step, trainer.max_steps, self.rate(trainer))
-        except Exception:  # the coordinator's queue is gone: progress is never worth a failed run
-            pass
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if time.perf_counter() - self.last_s >= SEND_EVERY_S:
-            self._send(trainer)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._send(trainer)
-
-
-class Pulse(pl.Callback):
-    """In a trial process: after every training and evaluation batch (and checkpoint), ``(iteration, time.time())``
-    into ``shared``, an array of two doubles in shared memory that the coordinator reads (``lab.sweep.StallWatch``):
-    the trial's own word that it makes progress, which a stopped (SIGSTOP) or hung process stops giving, though it
-    still exists. Two stores per batch, no lock, no message: off the hot path."""
-
-    def __init__(self, shared: Any) -> None:
-        self.shared = shared
-
-    def _beat(self, trainer: pl.Trainer, *args: Any) -> None:
-        self.shared[0], self.shared[1] = trainer.global_step, time.time()
-
-    on_train_start = on_train_batch_end = on_validation_batch_end = on_save_checkpoint = _beat
-
-
-class EvaluationLines(_Throughput):
-    """``lab train`` outside a terminal: one line per evaluation on stderr (iteration, errors, images/s, ETA)."""
-
-    def __init__(self, run: str, batch_size: int, out: Any = None) -> None:
-        super().__init__(batch_size)
-        self.run, self.out = run, out or sys.stderr
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rate = self.rate(trainer)
-        left = (trainer.max_steps - trainer.global_step) * self.batch_size / rate if rate else None
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_err", "val_err")}
-        errors = "".join(f", {k} {v:.2f}%" for k, v in metrics.items())
-        print(f"{self.run}: iteration {trainer.global_step}/{trainer.max_steps}{errors}, "
-              f"{rate or 0:.0f} images/s, ETA {duration(left)}", file=self.out, flush=True)
-
-
-def progress_bar(run: str) -> pl.Callback:
-    """``lab train`` on a terminal: Lightning's progress bar, named after the run, over the run's iterations."""
-    from pytorch_lightning.callbacks import TQDMProgressBar
-
-    class RunProgressBar(TQDMProgressBar):
-        def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
-            super().on_train_epoch_start(trainer, *args)
-            self.train_progress_bar.set_description(run)
-
-        def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-            return {k: v for k, v in super().get_metrics(trainer, pl_module).items() if k != "v_num"}  # a folder name
-
-    return RunProgressBar()
 
 
 @dataclass

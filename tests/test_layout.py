@@ -7,6 +7,7 @@ where lab defers its heavy imports), so a cycle hidden in a function body counts
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,10 +130,21 @@ def test_no_module_imports_a_layer_above_its_own():
 
 
 def test_reading_a_config_or_a_run_record_loads_no_torch():
-    code = ("import sys, lab.config, lab.records, lab.sweep.spec, lab.sweep.storage, lab.nets; "
+    code = ("import sys, lab.config, lab.records, lab.sweep.spec, lab.sweep.storage, lab.nets, lab.progress; "
             "print(sorted(m for m in ('torch', 'pytorch_lightning', 'wandb', 'optuna', 'numpy') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_refused_command_answers_without_loading_torch(tmp_path):
+    """Bad input gets its one line at once (not after seconds of imports): an unknown sweep, a missing recipe."""
+    code = ("import sys; from lab.cli import main; "
+            "codes = [main(['sweep', 'no-such-sweep']), main(['train', 'no-such-recipe.yaml'])]; "
+            "print(codes, sorted(m for m in ('torch', 'pytorch_lightning', 'wandb') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip() == "[2, 2] []", done.stdout + done.stderr
+    assert done.stderr.count("\n") == 2, done.stderr
 
 
 MAX_FILE_LINES, MAX_CLASS_LINES = 400, 200  # a file or a class past these does more than one thing

@@ -94,7 +94,7 @@ def test_the_sweep_hands_each_trial_process_its_gpu_and_threads(tmp_path, monkey
         def join(self, timeout):
             threading.Event().wait(0.05)
 
-    # the trial's progress (lab.progress.Pulse): shared memory in a real context
+    # the trial's progress (lab.train.progress.Pulse): shared memory in a real context
     monkeypatch.setattr(sweep.running, "mp", type("Ctx", (), {"Process": FakeProcess,
                                                       "RawArray": staticmethod(lambda kind, n: [0.0] * n)}))
     sweep.queue()

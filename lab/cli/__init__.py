@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "checkpoint", sys.stderr)
     progress: tuple = ()
     if not args.quiet and not already:  # Lightning's bar on a terminal, else a line per evaluation (lab.progress)
-        from lab.progress import EvaluationLines, progress_bar
+        from lab.train.progress import EvaluationLines, progress_bar
 
         name = args.name or config.run_name
         progress = (progress_bar(name),) if sys.stderr.isatty() else (EvaluationLines(name, config.optim.batch_size),)

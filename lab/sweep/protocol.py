@@ -50,7 +50,7 @@ EXIT_CHECKPOINTED = 76  # a SLURM task's trial process, stopped by a signal afte
 STALE_AFTER_S = 600  # a trial on another host with no heartbeat for this long has lost its worker
 CLAIM_LOST_S = 60  # a trial popped by ask() and not owned after this long: its coordinator died in between
 LINGER_POLL_S = 5  # how often a SLURM task with nothing to claim looks for lost trials of other tasks
-# A trial process that makes no progress (no batch, no checkpoint: lab.progress.Pulse) for its stall timeout is
+# A trial process that makes no progress (no batch, no checkpoint: lab.train.progress.Pulse) for its stall timeout is
 # killed and its point resumed in a new trial. Unless --stall-timeout says otherwise, the timeout is STALL_FACTOR
 # times the longest pause the trial has made so far (an evaluation, a checkpoint on a slow disk), at least
 # STALL_FLOOR_S; before its first iteration (imports, reading a dataset) at least STARTUP_STALL_S.

@@ -47,7 +47,7 @@ class TrialProcesses:
                  f"{set_aside(log).name}")
         gpu = self.gpus.take(claim.config, lambda: self.stopping)  # waits for room on a GPU; None: no GPU
         reports = (display.queue, claim.trial.number) if display is not None else None
-        pulse = self.mp.RawArray("d", 2)  # (iteration, time) of the trial's last batch: lab.progress.Pulse
+        pulse = self.mp.RawArray("d", 2)  # (iteration, time) of the trial's last batch: lab.train.progress.Pulse
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu,
                 self.wandb_group, reports, pulse)
         proc = self.mp.Process(target=trial_main, args=args, name=claim.run_name)

@@ -19,7 +19,7 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
     CUDA starts: ``lab.sweep.packing``); exit 75 on a full disk. ``progress``: (the coordinator's queue, the trial's
     number): where it is, every few seconds (``lab.progress``); ``pulse``: where the trial writes that it makes
-    progress (``lab.progress.Pulse``, read by ``StallWatch``)."""
+    progress (``lab.train.progress.Pulse``, read by ``StallWatch``)."""
     from lab.sweep.packing import trial_environment
 
     os.environ.update(trial_environment(gpu))
@@ -42,7 +42,7 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
     config = make_config(config_data)
     callbacks: tuple = ()
     if pulse is not None:
-        from lab.progress import Pulse
+        from lab.train.progress import Pulse
 
         callbacks += (Pulse(pulse),)
     if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
@@ -51,7 +51,7 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
         slurm_env_dropped()
         callbacks += (_checkpoint_on_signal(config, run_name),)
     if progress is not None:
-        from lab.progress import TrialProgress
+        from lab.train.progress import TrialProgress
 
         reports, number = progress
         reports.cancel_join_thread()  # a report still queued never holds up the trial's exit

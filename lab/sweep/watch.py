@@ -1,5 +1,5 @@
 """What a coordinator watches in a running trial (``watch_trial``): its progress (``StallWatch``, from the trial's own
-pulse: ``lab.progress.Pulse``) and its metric at every evaluation (``Reporter``, for Optuna's pruners and plots)."""
+pulse: ``lab.train.progress.Pulse``) and its metric at every evaluation (``Reporter``, for Optuna's pruners and plots)."""
 from __future__ import annotations
 
 import time
@@ -45,7 +45,7 @@ def watch_trial(proc: Any, claim: Any, reporter: "Reporter", watch: "StallWatch"
 
 
 class StallWatch:
-    """Whether a trial process still makes progress, from what it writes into ``pulse`` (``lab.progress.Pulse``:
+    """Whether a trial process still makes progress, from what it writes into ``pulse`` (``lab.train.progress.Pulse``:
     its iteration and the time of its last batch). ``timeout``: ``--stall-timeout`` (None: ``STALL_FACTOR`` times
     the longest pause seen, at least ``STALL_FLOOR_S``). Until the first pulse, at least ``STARTUP_STALL_S``."""
 
