@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import POSTGRES, lab, write_project
+from tests.outage import DatabaseLink
 
 SEEDS = {"grid": {"train.seed": [0, 1, 2]}}
 
@@ -148,26 +149,18 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_a_rerun_completes(tmp_path,
     assert {k: v for k, v in finished(small_disk / "tiny").items() if k in kept} == kept
 
 
-def _postgres(action: str) -> None:
-    """Stop or start the machine's PostgreSQL cluster the way it is managed here."""
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    done = subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 or "already running" in done.stdout, done.stdout + done.stderr
-
-
 @pytest.fixture
 def postgres_study():
-    if not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql"):
-        (pytest.fail if os.environ.get("CI") else pytest.skip)("needs the machine's PostgreSQL cluster (pg_ctlcluster) to stop and start it")
+    """A study name, and the link its sweep reaches the database through (``cut`` for an outage)."""
     name = f"tiny-{uuid.uuid4().hex[:8]}"
-    yield name
-    _postgres("start")  # always leave it running
+    link = DatabaseLink(POSTGRES)
+    yield name, link
+    link.close()
     optuna.delete_study(study_name=name, storage=optuna.storages.RDBStorage(POSTGRES))
 
 
-def _sweep_until_started(root: Path, name: str, env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "lab", "sweep", name, "--storage", POSTGRES, "--workers", "1"],
+def _sweep_until_started(root: Path, name: str, storage: str, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "sweep", name, "--storage", storage, "--workers", "1"],
                             cwd=root, env={**os.environ, "WANDB_MODE": "offline", **env}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     for line in proc.stdout:
@@ -185,14 +178,15 @@ TWO = {"grid": {"train.seed": [0, 1]}}
 def test_a_database_outage_during_a_trial_is_waited_out(tmp_path, postgres_study):
     from tests.conftest import TINY_RECIPE
 
-    root = write_project(tmp_path, TWO, {**TINY_RECIPE, **LONG}, name=postgres_study)
-    proc = _sweep_until_started(root, postgres_study, {})
-    _postgres("stop")  # down across the trial's end: its result is told to the study after the restart
+    name, link = postgres_study
+    root = write_project(tmp_path, TWO, {**TINY_RECIPE, **LONG}, name=name)
+    proc = _sweep_until_started(root, name, link.url, {})
+    link.cut()  # down across the trial's end: its result is told to the study after the restart
     time.sleep(17)
-    _postgres("start")
+    link.mend()
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
-    study = optuna.load_study(study_name=postgres_study, storage=POSTGRES)
+    study = optuna.load_study(study_name=name, storage=POSTGRES)
     assert sorted(done_points(study).values()) == [1, 1]
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.FAIL))
 
@@ -202,21 +196,21 @@ def test_a_database_outage_during_a_trial_is_waited_out(tmp_path, postgres_study
 def test_a_long_database_outage_ends_the_sweep_in_one_line_and_a_rerun_completes(tmp_path, postgres_study):
     from tests.conftest import TINY_RECIPE
 
-    root = write_project(tmp_path, TWO, {**TINY_RECIPE, **LONG}, name=postgres_study)
-    proc = _sweep_until_started(root, postgres_study, {"LAB_STORAGE_RETRY_S": "3"})
-    _postgres("stop")
+    name, link = postgres_study
+    root = write_project(tmp_path, TWO, {**TINY_RECIPE, **LONG}, name=name)
+    proc = _sweep_until_started(root, name, link.url, {"LAB_STORAGE_RETRY_S": "3"})
+    link.cut()
     try:
         out, err = proc.communicate(timeout=300)
     finally:
-        _postgres("start")
+        link.mend()
     assert proc.returncode == 1, out + err
     (line,) = err.strip().splitlines()
-    assert line.startswith("lab sweep: stopped: the study's database postgresql://postgres@127.0.0.1:5432/test "
-                           "did not answer for 3s"), line
-    assert f"resume with: lab sweep {postgres_study} --storage {POSTGRES} --workers 1" in line
-    again = lab("sweep", postgres_study, "--storage", POSTGRES, "--workers", "1", cwd=root)
+    assert line.startswith(f"lab sweep: stopped: the study's database {link.url} did not answer for 3s"), line
+    assert f"resume with: lab sweep {name} --storage {link.url} --workers 1" in line
+    again = lab("sweep", name, "--storage", link.url, "--workers", "1", cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert sorted(done_points(optuna.load_study(study_name=postgres_study, storage=POSTGRES)).values()) == [1, 1]
+    assert sorted(done_points(optuna.load_study(study_name=name, storage=POSTGRES)).values()) == [1, 1]
 
 
 @pytest.mark.slow
@@ -264,7 +258,9 @@ SIGNALLED = """
 import os, signal, sys
 import pytorch_lightning as pl
 from lab.config import make_config
-from lab.sweep.trial import _checkpoint_on_signal
+from lab.records import RunRecord, run_dir_for
+from lab.sweep.protocol import EXIT_CHECKPOINTED
+from lab.train.callbacks import CheckpointOnSignal
 from lab.train import train
 
 config = make_config({recipe!r})
@@ -275,7 +271,8 @@ class SignalAt(pl.Callback):  # SLURM's USR1 arriving during the training step o
         if trainer.global_step + 1 == at:
             os.kill(os.getpid(), signal.SIGUSR1)
 
-train(config, callbacks=(SignalAt(), _checkpoint_on_signal(config, config.run_name)))
+checkpoint = RunRecord(run_dir_for(config, config.run_name)).checkpoint_path
+train(config, callbacks=(SignalAt(), CheckpointOnSignal(checkpoint, config.train.eval_every, EXIT_CHECKPOINTED)))
 """
 
 

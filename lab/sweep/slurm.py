@@ -7,7 +7,7 @@ the tasks meet only there, and in the shared runs folder. SLURM schedules, preem
 - the job asks SLURM for ``--signal=B:USR1@SIGNAL_S`` (before its time limit) and, with
   ``SlurmctldParameters=preempt_send_user_signal``, the same signal at preemption; the coordinator is the
   batch shell itself (``exec``), so it gets it. It then stops its trial processes (each saves ``last.ckpt``
-  at the end of its step under way, ``sweep._checkpoint_on_signal``; never torn), fails their trials with the reason and queues their points
+  at the end of its step under way, ``lab.train.callbacks.CheckpointOnSignal``; never torn), fails their trials with the reason and queues their points
   again with the same parameters and run name (``Sweep.release``), and requeues its job
   (``scontrol requeue``; a preempted job is requeued by SLURM anyway). SIGTERM alone (``scancel``)
   hands the trials on the same way, and the task ends. Whichever task claims such a point

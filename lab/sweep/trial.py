@@ -1,15 +1,14 @@
 """A trial process: the body of one trial of a sweep (``trial_main``), forked from the coordinator's server that
-imported torch, Lightning and W&B once; and, under SLURM, the checkpoint it saves at a signal."""
+imported torch, Lightning and W&B once; under SLURM it checkpoints at a signal (``lab.train.callbacks``)."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
-from lab.config import Config, ConfigError, make_config
+from lab.config import ConfigError, make_config
 from lab.sweep.protocol import EXIT_CHECKPOINTED, EXIT_DISK_FULL, pid_alive
 from lab.sweep.storage import disk_full
 
@@ -48,8 +47,12 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
     if os.environ.get("SLURM_JOB_ID"):  # the coordinator owns the requeue, not Lightning
         from lab.sweep.slurm import slurm_env_dropped
 
+        from lab.records import RunRecord, run_dir_for
+        from lab.train.callbacks import CheckpointOnSignal
+
         slurm_env_dropped()
-        callbacks += (_checkpoint_on_signal(config, run_name),)
+        checkpoint = RunRecord(run_dir_for(config, run_name)).checkpoint_path
+        callbacks += (CheckpointOnSignal(checkpoint, config.train.eval_every, EXIT_CHECKPOINTED),)
     if progress is not None:
         from lab.train.progress import TrialProgress
 
@@ -84,54 +87,6 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
             pass
         os._exit(EXIT_DISK_FULL)
     sys.stdout.flush()
-
-
-def _checkpoint_on_signal(config: Config, run_name: str) -> Any:
-    """A Lightning callback for a SLURM task's trial: SIGTERM or SIGUSR1 (from SLURM at preemption, or from the
-    coordinator releasing it) saves ``last.ckpt`` at the end of the training step under way, and the process
-    exits ``EXIT_CHECKPOINTED``: the run resumes from that very iteration, not from its last evaluation.
-    Installed before ``fit``, these handlers keep Lightning from registering its own for SIGTERM."""
-    import pytorch_lightning as pl
-
-    from lab.records import RunRecord, run_dir_for, write_atomic_with
-
-    received: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, lambda number, frame: received.append(number))
-
-    from lab.train.classifier import INTERVAL_STATE  # the classifier's statistics since the last evaluation
-
-    class CheckpointOnSignal(pl.Callback):
-        def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-            # the training error and loss summed since the last evaluation: a run checkpointed between two
-            # evaluations then logs the same averages at the next one as if never stopped
-            checkpoint["lab_interval"] = {k: getattr(module, k) for k in INTERVAL_STATE if hasattr(module, k)}
-
-        def on_load_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
-            for key, value in checkpoint.get("lab_interval", {}).items():
-                setattr(module, key, value)
-
-        def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: Any) -> None:
-            # After a step that an evaluation follows, stop after the evaluation: a checkpoint saved before it
-            # would resume past it, and its row would never be logged.
-            evaluation_follows = trainer.global_step % config.train.eval_every == 0 or trainer.global_step >= trainer.max_steps
-            if received and not evaluation_follows:
-                self.stop(trainer, module)
-
-        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            if received:
-                self.stop(trainer, module)
-
-        def stop(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            if hasattr(module, "check_finite"):
-                module.check_finite()  # a loss gone non-finite since the last check: the run diverged, say so
-            # atomic: a kill now leaves the previous checkpoint or this one
-            write_atomic_with(RunRecord(run_dir_for(config, run_name)).checkpoint_path, trainer.save_checkpoint)
-            print(f"[lab sweep] {signal.Signals(received[0]).name}: checkpoint of iteration {trainer.global_step} "
-                  f"saved; stopping", flush=True)
-            os._exit(EXIT_CHECKPOINTED)
-
-    return CheckpointOnSignal()
 
 
 def error_chain(error: BaseException | None) -> list[BaseException]:
