@@ -65,14 +65,20 @@ def submit(cluster: Cluster, root: Path, name: str, tasks: int, storage: str = P
 
 
 def wait_for(what: str, ready, cluster: Cluster, timeout: float = 240, root: Path | None = None) -> None:
-    """Poll ``ready`` until ``timeout``; on failure say what SLURM and (under ``root``) the tasks' logs show."""
+    """Poll ``ready`` once a second until ``timeout``; on failure say what SLURM and (under ``root``) the tasks' logs
+    show. Not faster: a check may start a process, and the tasks it waits for share the machine's 2 cores."""
     deadline = time.time() + timeout
     while not ready():
         if time.time() >= deadline:
             logs = "".join(f"\n--- {p.name}:\n{p.read_text()[-3000:]}" for p in sorted(root.glob("runs/*/slurm/*.out"))) \
                 if root else ""
             raise AssertionError(f"{what}: not within {timeout}s; jobs {cluster.jobs()}{logs}")
-        time.sleep(0.2)
+        time.sleep(1)
+
+
+def all_done(name: str, points: int, cluster: Cluster) -> bool:
+    """``points`` trials complete and no job left: read in-process (a `lab sweep --status` per poll would take a core)."""
+    return sum(complete_points(name).values()) == points and not cluster.jobs()
 
 
 def complete_points(name: str) -> Counter:
@@ -139,7 +145,7 @@ def test_a_preempted_task_is_requeued_and_resumes_its_trial_from_the_checkpoint(
     assert "continues trial 0 from its checkpoint" in text and f"{task} PENDING" in text
     wait_for("the high-priority job done", lambda: high not in cluster.jobs(), cluster, 60)
     cluster.release(task)  # else it waits ~150 s (Reason=BeginTime)
-    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster,
+    wait_for("the point done", lambda: all_done(study_name, 1, cluster), cluster,
              root=root)
 
     study = optuna.load_study(study_name=study_name, storage=POSTGRES)
@@ -176,12 +182,13 @@ def test_a_task_near_its_time_limit_requeues_itself_and_its_run_goes_on(cluster,
     cluster.run("scancel", "--batch", "--signal=USR1", task, check=True)
     wait_for("the task requeued", lambda: cluster.jobs().get(task, ("",))[0] == "PENDING", cluster, 60)
     cluster.release(task)
-    wait_for("the point done", lambda: status(cluster, root, study_name)[0]["done"] == 1 and not cluster.jobs(), cluster,
+    wait_for("the point done", lambda: all_done(study_name, 1, cluster), cluster,
              480, root)  # a requeued task starts afresh on a busy machine: once seen to take over 240 s in CI
     log = (root / "runs" / study_name / "slurm" / f"{task}.out").read_text()
     assert f"SLURM job {task}: requeued\n" in log and "start 1" in log, log
     assert sorted(complete_points(study_name).values()) == [1]
     assert [r["iteration"] for r in rows(metrics)] == list(range(5, 201, 5))
+    assert status(cluster, root, study_name)[0] == {"done": 1, "running": 0, "failed": 0, "waiting": 0}
 
 
 @pytest.mark.slow
@@ -206,7 +213,7 @@ def test_a_task_killed_mid_trial_has_its_trial_run_again_by_the_other(cluster, s
     counts, text = status(cluster, root, study_name)
     # its trial shows running (on the dead task, until a live one looks) or already taken over; never failed
     assert counts["failed"] == 0 and counts["done"] + counts["running"] + counts["waiting"] == 2, text
-    wait_for("both points done", lambda: status(cluster, root, study_name)[0]["done"] == 2 and not cluster.jobs(), cluster,
+    wait_for("both points done", lambda: all_done(study_name, 2, cluster), cluster,
              root=root)
 
     assert sorted(complete_points(study_name).values()) == [1, 1]
