@@ -1,5 +1,5 @@
-"""A database outage for one test, without stopping the machine's PostgreSQL (which other tests, run at the same
-time by pytest-xdist, are using): ``DatabaseLink`` forwards a local port to the server, and ``cut()`` does what a
+"""A database outage for one test, without stopping the machine's PostgreSQL (which other tests, or other test runs
+on the machine, may be using): ``DatabaseLink`` forwards a local port to the server, and ``cut()`` does what a
 stopped server or a lost network does to a client (open connections closed, new ones refused) until ``mend()``.
 """
 from __future__ import annotations

@@ -147,3 +147,23 @@ def test_a_checkpoint_step_is_read_whole(tmp_path):
     torch.save({"global_step": 20}, record.checkpoint_path)
     with pytest.raises(ValueError, match="not a complete Lightning checkpoint"):
         record.checkpoint.step()
+
+
+def test_a_record_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The summary, a failure and the W&B id are written to a new file that is then renamed: a reader holding the
+    old file keeps reading it whole while the new one is written, and a write that fails (a full disk) leaves the
+    old file as it was and nothing beside it."""
+    path = tmp_path / "summary.json"
+    records.files.write_atomic(path, "old " * 4096)
+    with path.open() as reader:
+        records.files.write_atomic(path, "new")
+        assert reader.read() == "old " * 4096  # rewritten in place, it would read "new" or a mix
+    assert path.read_text() == "new"
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records.files.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        records.files.write_atomic(path, "newer")
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
