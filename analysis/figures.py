@@ -24,7 +24,6 @@ from matplotlib.patches import Patch
 
 from analysis.runs import NET_KEYS
 from analysis.tables import plain_first
-from lab.nets import run_name
 from lab.records import write_atomic
 from lab.reference import paper_test_err
 

@@ -1,7 +1,6 @@
 """``lab bench``: it runs, and writes a JSON report and a table of sane values (no timing assertions: shared CPUs)."""
 import json
 import math
-from pathlib import Path
 
 import torch
 

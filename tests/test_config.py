@@ -4,7 +4,7 @@ import pytest
 
 from lab.config import ConfigError, load_config, make_config
 from lab.train.schedule import LrSchedule
-from tests.conftest import TINY_RECIPE, lab
+from tests.conftest import TINY_RECIPE
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lab.config import ConfigError
 from lab.sweep.spec import load_sweep
 from tests.conftest import TINY_RECIPE, lab, write_project
 

@@ -14,17 +14,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.pool import NullPool
 
+from lab.sweep import slurm
 from tests.conftest import POSTGRES, TINY_RECIPE, write_project
 from tests.test_sharing_secrets import SECRET, holding, secret_url
 from tests.slurm.cluster import Cluster, unavailable
 
-pytestmark = pytest.mark.xdist_group("slurm")  # one test cluster at a time: its daemons listen on fixed ports
 
 GRID = {"grid": {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]}}
 # long enough to be caught mid-trial (an evaluation, so a checkpoint, every 5 iterations): 10-60 s a trial,
@@ -76,19 +78,26 @@ def wait_for(what: str, ready, cluster: Cluster, timeout: float = 240, root: Pat
         time.sleep(1)
 
 
+@cache
+def storage() -> optuna.storages.RDBStorage:
+    """The test's one handle on the study database, holding no connection between reads: a handle per poll would keep
+    its pooled connections open until PostgreSQL refuses more clients (CI saw "too many clients already")."""
+    return optuna.storages.RDBStorage(POSTGRES, engine_kwargs={"poolclass": NullPool})
+
+
 def all_done(name: str, points: int, cluster: Cluster) -> bool:
     """``points`` trials complete and no job left: read in-process (a `lab sweep --status` per poll would take a core)."""
     return sum(complete_points(name).values()) == points and not cluster.jobs()
 
 
 def complete_points(name: str) -> Counter:
-    study = optuna.load_study(study_name=name, storage=POSTGRES)
+    study = optuna.load_study(study_name=name, storage=storage())
     return Counter(json.dumps(t.user_attrs["grid"], sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
 
 def trained(name: str) -> list[optuna.trial.FrozenTrial]:
     """Trials that started training (an owner was set)."""
-    return [t for t in optuna.load_study(study_name=name, storage=POSTGRES).trials if "worker" in t.user_attrs]
+    return [t for t in optuna.load_study(study_name=name, storage=storage()).trials if "worker" in t.user_attrs]
 
 
 def rows(path: Path) -> list[dict]:
@@ -148,7 +157,7 @@ def test_a_preempted_task_is_requeued_and_resumes_its_trial_from_the_checkpoint(
     wait_for("the point done", lambda: all_done(study_name, 1, cluster), cluster,
              root=root)
 
-    study = optuna.load_study(study_name=study_name, storage=POSTGRES)
+    study = optuna.load_study(study_name=study_name, storage=storage())
     first, second = trained(study_name)
     assert first.state == TrialState.FAIL and first.user_attrs["failure"].startswith(f"released: SLURM job {task} got ")
     assert second.state == TrialState.COMPLETE and second.user_attrs["continues"] == first.number
@@ -196,7 +205,7 @@ def test_a_task_near_its_time_limit_requeues_itself_and_its_run_goes_on(cluster,
 @pytest.mark.postgres
 def test_a_task_killed_mid_trial_has_its_trial_run_again_by_the_other(cluster, study_name, tmp_path):
     root = write_project(tmp_path / "project", {"grid": {"train.seed": [0, 1]}}, LONG, name=study_name)
-    job = submit(cluster, root, study_name, tasks=2)
+    submit(cluster, root, study_name, tasks=2)
     runs = root / "runs" / study_name
 
     def both_past_a_checkpoint() -> bool:
@@ -242,3 +251,22 @@ def test_bad_slurm_options_are_one_line_errors(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (args, result.stderr)
     assert not (root / "runs").exists()
+
+
+@pytest.mark.parametrize("requeued", [True, False])
+def test_a_requeue_whose_scontrol_is_stopped_with_the_task_says_what_slurm_did(requeued, tmp_path, monkeypatch, capsys):
+    """`scontrol requeue` runs inside the task it requeues, and SLURM's SIGTERM to the task may reach it before it
+    exits (CI saw "not requeued (-15)" for a task that was requeued): the job's restart count tells."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"""#!/bin/sh
+count=$(cat {tmp_path}/restarts 2>/dev/null || echo 0)
+if [ "$1" = show ]; then echo "JobId=7 ArrayJobId=7 ArrayTaskId=0 Requeue=1 Restarts=$count BatchFlag=1"; exit 0; fi
+{"echo $((count + 1)) > " + str(tmp_path / "restarts") if requeued else ""}
+kill -TERM $$
+""")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    slurm.requeue("7_0")
+    expected = "requeued" if requeued else "not requeued (-15); run the same lab sweep --launcher slurm again"
+    assert capsys.readouterr().out == f"[lab] SLURM job 7_0: {expected}\n"

@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -177,14 +178,24 @@ def requeue(job: str | None, out=None) -> None:
     out = out or sys.stdout  # at call time: the stdout of now (a test's capture, a redirect)
     if not job:
         return
+    before = restarts(job)
     done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
     if done.returncode == 0:
         note = "requeued"
     elif "pending" in done.stderr.lower():  # preempted: SLURM requeued it already
         note = "requeued by SLURM"
+    elif done.returncode == -signal.SIGTERM and before is not None and (restarts(job) or 0) > before:
+        note = "requeued"  # scontrol, a process of this task, was stopped with it by the requeue it asked for
     else:
         note = f"not requeued ({done.stderr.strip() or done.returncode}); run the same lab sweep --launcher slurm again"
     print(f"[lab] SLURM job {job}: {note}", file=out, flush=True)
+
+
+def restarts(job: str) -> int | None:
+    """How many times SLURM has requeued ``job`` (``Restarts=``); None where scontrol does not say."""
+    shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
+    found = re.search(r"\bRestarts=(\d+)", shown.stdout)
+    return int(found.group(1)) if found else None
 
 
 def queued_jobs(jobs: list[dict]) -> list[tuple[str, str, str]] | None:
