@@ -49,7 +49,7 @@ class TrialProcesses:
         reports = (display.queue, claim.trial.number) if display is not None else None
         pulse = self.mp.RawArray("d", 2)  # (iteration, time) of the trial's last batch: lab.train.progress.Pulse
         args = (claim.config.to_dict(), claim.run_name, str(log), self.threads_per_trial, os.getpid(), gpu,
-                self.wandb_group, reports, pulse)
+                self.wandb_group, reports, pulse, (os.getcwd(), dict(os.environ)))
         proc = self.mp.Process(target=trial_main, args=args, name=claim.run_name)
         try:
             with self.lock:

@@ -14,13 +14,19 @@ from lab.sweep.storage import disk_full
 
 def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, coordinator_pid: int,
                 gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None,
-                pulse: Any = None) -> None:
+                pulse: Any = None, where: tuple[str, dict[str, str]] | None = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
-    CUDA starts: ``lab.sweep.packing``); exit 75 on a full disk. ``progress``: (the coordinator's queue, the trial's
+    CUDA starts: ``lab.sweep.packing``); exit 75 on a full disk. ``where``: the coordinator's working directory and
+    environment when it started the trial, which the trial takes first: the forkserver it is forked from keeps its
+    own, those of the first sweep that started it (``lab.cli.main`` called again in one process, from another folder). ``progress``: (the coordinator's queue, the trial's
     number): where it is, every few seconds (``lab.progress``); ``pulse``: where the trial writes that it makes
     progress (``lab.train.progress.Pulse``, read by ``StallWatch``)."""
     from lab.sweep.packing import trial_environment
 
+    if where is not None:
+        os.chdir(where[0])
+        os.environ.clear()
+        os.environ.update(where[1])
     os.environ.update(trial_environment(gpu))
     try:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
