@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import uuid
@@ -92,15 +93,17 @@ def lab(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 @pytest.fixture
 def lab_here(monkeypatch, capsys):
     """``lab`` run in this process (``lab.cli.main``), with what it printed and its exit status as ``lab()`` gives
-    them: for refusals that happen before any trial process starts, where no process boundary is under test (the
-    subprocess tests, e.g. ``test_lab_train_of_a_folder_names_it``, keep one per command). The environment
-    ``main`` sets (``LAB_VERBOSE``, ``TORCH_LOGS``) is put back after each call."""
+    them: where no boundary of the ``lab`` process is under test (a sweep's trials are still processes of their own,
+    forked from one server that this process starts once, not once per command: about 6 s of imports each). The
+    subprocess tests (``lab()``: signals, a terminal, what a fresh interpreter prints, e.g.
+    ``test_lab_train_of_a_folder_names_it`` and ``test_cli``) keep at least one per command. The environment ``main``
+    sets (``LAB_VERBOSE``, ``TORCH_LOGS``) and the SIGINT handler ``lab train`` installs are put back after each call."""
     from lab.cli import main
 
     def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         monkeypatch.chdir(cwd)
         capsys.readouterr()
-        env = dict(os.environ)
+        env, on_sigint = dict(os.environ), signal.getsignal(signal.SIGINT)
         try:
             code = main(list(args))
         except SystemExit as e:  # argparse's own refusals
@@ -108,6 +111,7 @@ def lab_here(monkeypatch, capsys):
         finally:
             os.environ.clear()
             os.environ.update(env)
+            signal.signal(signal.SIGINT, on_sigint)
         out = capsys.readouterr()
         return subprocess.CompletedProcess(["lab", *args], code, out.out, out.err)
 

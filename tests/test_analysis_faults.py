@@ -15,7 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from lab.config import make_config
-from tests.conftest import TINY_RECIPE, lab
+from tests.conftest import TINY_RECIPE
 
 STUDY = "tiny"
 RUNS = [f"resnet-8-s{seed}" for seed in range(3)]  # what lab.train names the tiny recipe's runs, seeds 0-2
@@ -69,13 +69,13 @@ def said(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("lab analyze:")]
 
 
-def test_complete_trials_without_their_runs_fail_analyze_until_partial(records, tmp_path):
+def test_complete_trials_without_their_runs_fail_analyze_until_partial(lab_here, records, tmp_path):
     study_dir = copy_study(records, tmp_path)
     write_journal(study_dir / "optuna.journal", [(run, TrialState.COMPLETE) for run in RUNS])
     shutil.rmtree(study_dir / RUNS[1])  # deleted by hand while its trial stays COMPLETE
     (study_dir / RUNS[2] / "summary.json").unlink()
 
-    result = lab("analyze", STUDY, cwd=tmp_path)
+    result = lab_here("analyze", STUDY, cwd=tmp_path)
     assert result.returncode == 1
     assert said(result) == [
         "lab analyze: resnet-8-s1: trial 1 finished but runs/tiny/resnet-8-s1 is missing",
@@ -86,7 +86,7 @@ def test_complete_trials_without_their_runs_fail_analyze_until_partial(records, 
 
     # The study's storage given as `lab sweep --storage` took it, here a journal somewhere else.
     journal = (study_dir / "optuna.journal").rename(tmp_path / "elsewhere.journal")
-    result = lab("analyze", STUDY, "--storage", str(journal), "--partial", cwd=tmp_path)
+    result = lab_here("analyze", STUDY, "--storage", str(journal), "--partial", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "lab analyze: resnet-8-s1: trial 1 finished but runs/tiny/resnet-8-s1 is missing" in said(result)
     out = study_dir / "analysis"
@@ -96,12 +96,12 @@ def test_complete_trials_without_their_runs_fail_analyze_until_partial(records, 
     assert "trial 2 finished but runs/tiny/resnet-8-s2 has no summary.json" in readme
     assert "--partial" in (out / "degradation.caption.txt").read_text()
 
-    result = lab("analyze", STUDY, "--storage", str(tmp_path / "missing.journal"), cwd=tmp_path)
+    result = lab_here("analyze", STUDY, "--storage", str(tmp_path / "missing.journal"), cwd=tmp_path)
     assert result.returncode == 2 and "missing.journal" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "missing.journal").exists()
 
 
-def test_unreadable_summaries_and_torn_metrics_lines_are_named_with_their_files(records, tmp_path):
+def test_unreadable_summaries_and_torn_metrics_lines_are_named_with_their_files(lab_here, records, tmp_path):
     study_dir = copy_study(records, tmp_path)
     (study_dir / RUNS[0] / "summary.json").write_bytes(b"\x00\x17garbage{")
     (study_dir / RUNS[2] / "summary.json").write_text(json.dumps({"run": RUNS[2], "test_err": "n/a"}))
@@ -110,7 +110,7 @@ def test_unreadable_summaries_and_torn_metrics_lines_are_named_with_their_files(
     assert len(lines) >= 2
     metrics.write_text("\n".join([lines[0][:20], *lines[1:]]) + "\n")  # line 1 cut off mid-write
 
-    result = lab("analyze", STUDY, cwd=tmp_path)
+    result = lab_here("analyze", STUDY, cwd=tmp_path)
     assert result.returncode == 1
     problems = said(result)
     assert problems[-1] == AGAIN and len(problems) == 4
@@ -119,7 +119,7 @@ def test_unreadable_summaries_and_torn_metrics_lines_are_named_with_their_files(
     assert problems[2].startswith("lab analyze: resnet-8-s1: runs/tiny/resnet-8-s1/metrics.jsonl line 1 is not readable (")
     assert not (study_dir / "analysis").exists()
 
-    result = lab("analyze", STUDY, "--partial", cwd=tmp_path)
+    result = lab_here("analyze", STUDY, "--partial", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = study_dir / "analysis"
     assert list(pd.read_csv(out / "summary.csv")["run"]) == [RUNS[1]]
@@ -130,7 +130,7 @@ def test_unreadable_summaries_and_torn_metrics_lines_are_named_with_their_files(
         assert line.removeprefix("lab analyze: ") in readme
 
 
-def test_failed_runs_are_left_out_of_every_output_and_counted(records, tmp_path):
+def test_failed_runs_are_left_out_of_every_output_and_counted(lab_here, records, tmp_path):
     study_dir = copy_study(records, tmp_path)
     failed = study_dir / RUNS[2]
     (failed / "summary.json").unlink()
@@ -139,7 +139,7 @@ def test_failed_runs_are_left_out_of_every_output_and_counted(records, tmp_path)
     write_journal(study_dir / "optuna.journal", [(RUNS[0], TrialState.COMPLETE), (RUNS[1], TrialState.COMPLETE),
                                                  (RUNS[2], TrialState.FAIL), ("resnet-8-s3", TrialState.RUNNING)])
 
-    result = lab("analyze", STUDY, cwd=tmp_path)
+    result = lab_here("analyze", STUDY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert said(result) == ["lab analyze: left out 1 failed run: resnet-8-s2 (diverged at iteration 37)"]
     out = study_dir / "analysis"

@@ -10,7 +10,7 @@ from analysis.report import write_report
 from lab.config import make_config
 from lab.health import run_warnings
 from lab.train import train
-from tests.conftest import TINY_RECIPE, lab, write_project
+from tests.conftest import TINY_RECIPE, write_project
 from tests.studies import write_record
 
 
@@ -74,11 +74,11 @@ def test_lab_analyze_names_marked_runs_and_summary_csv_has_their_warnings(tmp_pa
 
 
 @pytest.mark.slow
-def test_the_sweeps_line_and_status_show_a_marked_run(tmp_path):
+def test_the_sweeps_line_and_status_show_a_marked_run(lab_here, tmp_path):
     recipe = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "lr": 1e-6}}
     write_project(tmp_path, {"metric": "val_err", "grid": {"train.seed": [0]}}, recipe=recipe)
-    result = lab("sweep", "tiny", "--workers", "1", cwd=tmp_path)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resnet-8-s0 done in" in result.stdout and "WARNING: ended near chance" in result.stdout
-    status = lab("sweep", "tiny", "--status", cwd=tmp_path)
+    status = lab_here("sweep", "tiny", "--status", cwd=tmp_path)
     assert "1 done (1 marked)" in status.stdout and "marked   resnet-8-s0: trial 0: ended near chance" in status.stdout

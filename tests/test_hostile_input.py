@@ -176,7 +176,7 @@ def test_sweeps_refused_in_one_line(tmp_path, sweep, recipe, fragments):
     one_line(str(refused.value), *fragments)
 
 
-def test_exponents_without_a_dot_are_floats_on_the_command_line_and_in_files(tmp_path):
+def test_exponents_without_a_dot_are_floats_on_the_command_line_and_in_files(lab_here, tmp_path):
     assert parse_override("optim.lr=1e-3") == ("optim.lr", 0.001)
     for text, value in [("5E+4", 50_000.0), ("-2e5", -200_000.0), ("1.5e3", 1500.0), ("+1e0", 1.0), (".5e1", 5.0)]:
         assert parse_override(f"x.y={text}") == ("x.y", value)
@@ -189,7 +189,7 @@ def test_exponents_without_a_dot_are_floats_on_the_command_line_and_in_files(tmp
     # and through the real command: a sweep over a recipe written with exponents, an exponent on its command line
     root = write_project(tmp_path / "project", GRID, name="study")
     (root / "experiments" / "tiny.yaml").write_text(recipe_with("optim", "lr: 1e-2, weight_decay: 5e-4, max_steps: 10, milestones: [8]"))
-    result = lab("sweep", "study", "--dry-run", "optim.gamma=2e-1", cwd=root)
+    result = lab_here("sweep", "study", "--dry-run", "optim.gamma=2e-1", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (root / "runs").exists()
 

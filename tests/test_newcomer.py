@@ -29,10 +29,10 @@ def test_shipped_recipes_state_milestones_as_fractions():
     assert short.optim.milestone_steps == [75]
 
 
-def test_a_shorter_run_needs_one_override_and_its_curves_end_at_max_steps(tmp_path):
+def test_a_shorter_run_needs_one_override_and_its_curves_end_at_max_steps(lab_here, tmp_path):
     """`optim.max_steps=N` alone: no eval_every to divide it, no milestones to move; the last row is at N."""
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "milestones": [0.8]}}))
-    result = lab("train", "tiny.yaml", "optim.max_steps=12", "track.wandb=disabled", cwd=tmp_path)
+    result = lab_here("train", "tiny.yaml", "optim.max_steps=12", "track.wandb=disabled", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "runs/adhoc/resnet-8-s0/metrics.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in rows] == [5, 10, 12]  # eval_every 5, and the end
@@ -41,9 +41,9 @@ def test_a_shorter_run_needs_one_override_and_its_curves_end_at_max_steps(tmp_pa
     assert summary["steps"] == 12 and summary["test_err"] == rows[-1]["test_err"]
 
 
-def test_train_print_config_shows_the_resolved_config_and_writes_nothing(tmp_path):
+def test_train_print_config_shows_the_resolved_config_and_writes_nothing(lab_here, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
-    result = lab("train", "tiny.yaml", "--print-config", "model.depth=14", "optim.milestones=[0.5]", cwd=tmp_path)
+    result = lab_here("train", "tiny.yaml", "--print-config", "model.depth=14", "optim.milestones=[0.5]", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# tiny.yaml model.depth=14 optim.milestones=[0.5]: run resnet-14-s0; "
                                     "lr x 0.1 at iterations [5]\n")
@@ -52,10 +52,10 @@ def test_train_print_config_shows_the_resolved_config_and_writes_nothing(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # no runs/, nothing else
 
 
-def test_sweep_print_config_shows_every_trial_and_writes_nothing(tmp_path):
+def test_sweep_print_config_shows_every_trial_and_writes_nothing(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]},
                                     "when": [{"match": {"model.arch": "plain"}, "set": {"optim.lr": 0.05}}]})
-    result = lab("sweep", "tiny", "--print-config", "optim.max_steps=20", cwd=root)
+    result = lab_here("sweep", "tiny", "--print-config", "optim.max_steps=20", cwd=root)
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
     assert printed["sweep"]["grid"] == {"model.arch": ["plain", "resnet"], "train.seed": [0, 1]}
@@ -74,36 +74,36 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_train_with_another_config_leaves_the_first_record_as_it_was(tmp_path):
+def test_train_with_another_config_leaves_the_first_record_as_it_was(lab_here, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
     first = lab("train", "tiny.yaml", cwd=tmp_path)  # W&B offline: its files are part of the record
     assert first.returncode == 0, first.stderr
     run = tmp_path / "runs/adhoc/resnet-8-s0"
     before = _snapshot(run)
     assert any(p.parts[0] == "wandb" for p in before)
-    again = lab("train", "tiny.yaml", "optim.lr=0.05", cwd=tmp_path)
+    again = lab_here("train", "tiny.yaml", "optim.lr=0.05", cwd=tmp_path)
     assert again.returncode == 2
     assert again.stderr == ("lab train: error: runs/adhoc/resnet-8-s0 holds a run of another config (optim.lr: 0.1 there, "
                             "0.05 here); to keep both, give this one another track.study=NAME or --name NAME; to replace "
                             "it, --overwrite\n")
     assert again.stdout == ""
     assert _snapshot(run) == before  # byte for byte
-    same = lab("train", "tiny.yaml", cwd=tmp_path)  # the same config: its result, not trained again
+    same = lab_here("train", "tiny.yaml", cwd=tmp_path)  # the same config: its result, not trained again
     assert same.returncode == 0 and "after 10 iterations (already finished); record: runs/adhoc/resnet-8-s0" in same.stdout
     assert _snapshot(run) == before
-    named = lab("train", "tiny.yaml", "optim.lr=0.05", "--name", "resnet-8-lr0.05", "track.wandb=disabled", cwd=tmp_path)
+    named = lab_here("train", "tiny.yaml", "optim.lr=0.05", "--name", "resnet-8-lr0.05", "track.wandb=disabled", cwd=tmp_path)
     assert named.returncode == 0, named.stderr
     assert "record: runs/adhoc/resnet-8-lr0.05" in named.stdout
     assert _snapshot(run) == before
-    replaced = lab("train", "tiny.yaml", "optim.lr=0.05", "--overwrite", "track.wandb=disabled", cwd=tmp_path)
+    replaced = lab_here("train", "tiny.yaml", "optim.lr=0.05", "--overwrite", "track.wandb=disabled", cwd=tmp_path)
     assert replaced.returncode == 0, replaced.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == 0.05
 
 
 @pytest.mark.parametrize("name", ["", "a/b", ".."])
-def test_train_refuses_a_name_that_is_not_a_folder(tmp_path, name):
+def test_train_refuses_a_name_that_is_not_a_folder(lab_here, tmp_path, name):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
-    result = lab("train", "tiny.yaml", "--name", name, cwd=tmp_path)
+    result = lab_here("train", "tiny.yaml", "--name", name, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.startswith(f"lab train: error: --name: {name!r} is not a folder name")
     assert not (tmp_path / "runs").exists()
 
@@ -111,37 +111,37 @@ def test_train_refuses_a_name_that_is_not_a_folder(tmp_path, name):
 # --- CLI habits --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["train", "sweep", "analyze", "bench", "completion"])
-def test_every_command_help_ends_with_real_examples(tmp_path, command):
-    result = lab(command, "--help", cwd=tmp_path)
+def test_every_command_help_ends_with_real_examples(lab_here, tmp_path, command):
+    result = lab_here(command, "--help", cwd=tmp_path)
     assert result.returncode == 0
     examples = result.stdout.split("examples:\n")[1].splitlines()
     assert 2 <= len(examples) <= 3 and all(line.startswith(("  lab ", "  eval ")) for line in examples), result.stdout
 
 
-def test_errors_show_the_commands_own_usage_and_name_only_what_is_missing(tmp_path):
-    bogus = lab("train", "x.yaml", "--bogus", cwd=tmp_path)
+def test_errors_show_the_commands_own_usage_and_name_only_what_is_missing(lab_here, tmp_path):
+    bogus = lab_here("train", "x.yaml", "--bogus", cwd=tmp_path)
     assert bogus.returncode == 2 and bogus.stderr.startswith("usage: lab train ")
     assert bogus.stderr.endswith("lab train: error: unrecognized arguments: --bogus\n")
-    missing = lab("sweep", cwd=tmp_path)
+    missing = lab_here("sweep", cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("usage: lab sweep ")
     assert missing.stderr.endswith("lab sweep: error: the following arguments are required: name\n")
 
 
-def test_a_typo_suggests_only_names_that_exist(tmp_path):
-    sweep = lab("sweep", "depth-studi", cwd=tmp_path)
+def test_a_typo_suggests_only_names_that_exist(lab_here, tmp_path):
+    sweep = lab_here("sweep", "depth-studi", cwd=tmp_path)
     assert sweep.returncode == 2
     assert "no sweeps/depth-studi.yaml; did you mean depth-study? (known: " in sweep.stderr
-    analyze = lab("analyze", "depth-studi", cwd=tmp_path)  # no runs here: the sweep is what exists
+    analyze = lab_here("analyze", "depth-studi", cwd=tmp_path)  # no runs here: the sweep is what exists
     assert analyze.returncode == 2
     assert "no study 'depth-studi' under runs; did you mean the sweep depth-study? run `lab sweep depth-study` first" in analyze.stderr
     (tmp_path / "runs" / "adhoc").mkdir(parents=True)
-    study = lab("analyze", "adhok", cwd=tmp_path)
+    study = lab_here("analyze", "adhok", cwd=tmp_path)
     assert "no study 'adhok' under runs; did you mean adhoc? (the studies there: adhoc)" in study.stderr
-    nothing = lab("analyze", "zzz", cwd=tmp_path)
+    nothing = lab_here("analyze", "zzz", cwd=tmp_path)
     assert "did you mean" not in nothing.stderr and nothing.returncode == 2
 
 
-def test_bash_completion_completes_commands_sweeps_studies_and_recipes(tmp_path):
+def test_bash_completion_completes_commands_sweeps_studies_and_recipes(lab_here, tmp_path):
     import shutil
     import subprocess
 
@@ -151,7 +151,7 @@ def test_bash_completion_completes_commands_sweeps_studies_and_recipes(tmp_path)
     (tmp_path / "sweeps" / "mine.yaml").write_text("recipe: digits\ngrid: {train.seed: [0]}\n")
     (tmp_path / "runs" / "adhoc").mkdir(parents=True)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
-    script = lab("completion", "bash", cwd=tmp_path)
+    script = lab_here("completion", "bash", cwd=tmp_path)
     assert script.returncode == 0
     (tmp_path / "lab.bash").write_text(script.stdout)
     probe = 'source lab.bash; for words in "lab sw" "lab sweep dep" "lab sweep mi" "lab analyze ad" "lab train ti" ' \
@@ -161,13 +161,13 @@ def test_bash_completion_completes_commands_sweeps_studies_and_recipes(tmp_path)
     assert result.stdout.splitlines() == ["lab sw: sweep", "lab sweep dep: depth-study", "lab sweep mi: mine",
                                           "lab analyze ad: adhoc", "lab train ti: tiny.yaml", "lab sweep --dr: --dry-run"], \
         result.stdout + result.stderr
-    assert "_lab_sweeps" in lab("completion", "zsh", cwd=tmp_path).stdout
+    assert "_lab_sweeps" in lab_here("completion", "zsh", cwd=tmp_path).stdout
 
 
-def test_rerunning_a_finished_sweep_says_already_finished(tmp_path):
+def test_rerunning_a_finished_sweep_says_already_finished(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, {**TINY_RECIPE, "track": {"wandb": "disabled"}})
-    assert lab("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
-    again = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    assert lab_here("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
+    again = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert again.returncode == 0 and "[tiny] already finished: 1/1 done, 0 failed; records in runs/tiny" in again.stdout
 
 
@@ -225,9 +225,9 @@ def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):
 PROGRESS = {**LONG, "optim": {**LONG["optim"], "max_steps": 800}, "train": {**LONG["train"], "eval_every": 100}}
 
 
-def test_a_piped_sweep_writes_eta_lines_while_its_trials_run_and_q_silences_them(tmp_path):
+def test_a_piped_sweep_writes_eta_lines_while_its_trials_run_and_q_silences_them(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, PROGRESS)
-    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     progress = [i for i, line in enumerate(lines) if line.startswith("[tiny] progress: ")]
@@ -239,7 +239,7 @@ def test_a_piped_sweep_writes_eta_lines_while_its_trials_run_and_q_silences_them
         assert "ETA" not in (root / "runs" / "tiny" / run / "metrics.jsonl").read_text()
 
     quiet = write_project(tmp_path / "quiet", {"grid": {"train.seed": [0]}}, PROGRESS)
-    result = lab("-q", "sweep", "tiny", "--workers", "1", cwd=quiet)
+    result = lab_here("-q", "sweep", "tiny", "--workers", "1", cwd=quiet)
     assert result.returncode == 0 and "ETA" not in result.stdout and "progress:" not in result.stdout
     (tmp_path / "long.yaml").write_text(yaml.safe_dump(LONG))
     trained = lab("train", "long.yaml", "-q", "optim.max_steps=20", cwd=tmp_path)
@@ -270,29 +270,29 @@ def test_on_a_terminal_lab_train_shows_a_progress_bar_and_a_sweep_a_live_table(t
     assert "[tiny] progress:" not in screen and "1/1 done" in screen
 
 
-def test_dry_run_estimates_the_wall_time_before_anything_runs(tmp_path):
+def test_dry_run_estimates_the_wall_time_before_anything_runs(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
-    result = lab("sweep", "tiny", "--dry-run", "--workers", "2", cwd=root)
+    result = lab_here("sweep", "tiny", "--dry-run", "--workers", "2", cwd=root)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\[tiny\] estimated: about \d+:\d\d of training with 2 workers \(\d+ threads? each; ", result.stdout, re.M)
     assert not (root / "runs").exists()
 
 
-def test_a_record_of_the_same_run_is_the_same_however_its_milestones_and_tracking_are_written(tmp_path):
+def test_a_record_of_the_same_run_is_the_same_however_its_milestones_and_tracking_are_written(lab_here, tmp_path):
     """Milestones as iterations (records before fractions) and as fractions of max_steps are one run; so are two
     W&B modes of one run: neither is refused as another config, nor trained again."""
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**TINY_RECIPE, "track": {"wandb": "disabled"}}))  # milestones [8]
-    assert lab("train", "tiny.yaml", cwd=tmp_path).returncode == 0
+    assert lab_here("train", "tiny.yaml", cwd=tmp_path).returncode == 0
     for override in ("optim.milestones=[0.8]", "track.wandb=offline"):
-        again = lab("train", "tiny.yaml", override, cwd=tmp_path)
+        again = lab_here("train", "tiny.yaml", override, cwd=tmp_path)
         assert again.returncode == 0 and "(already finished)" in again.stdout, again.stderr
 
 
-def test_a_run_is_not_trained_into_a_folder_that_is_not_a_run(tmp_path):
+def test_a_run_is_not_trained_into_a_folder_that_is_not_a_run(lab_here, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
     (tmp_path / "runs" / "adhoc" / "analysis").mkdir(parents=True)
     (tmp_path / "runs" / "adhoc" / "analysis" / "README.md").write_text("a report\n")
-    result = lab("train", "tiny.yaml", "--name", "analysis", cwd=tmp_path)
+    result = lab_here("train", "tiny.yaml", "--name", "analysis", cwd=tmp_path)
     assert result.returncode == 2
     assert "runs/adhoc/analysis is there and is not a run folder (none of a run record's files)" in result.stderr
     assert (tmp_path / "runs" / "adhoc" / "analysis" / "README.md").read_text() == "a report\n"

@@ -53,10 +53,10 @@ def test_its_study_analyses_to_the_same_tables_captions_and_readme(tmp_path, lab
         f"{figure}-{width}" for figure in ("degradation", "error_vs_depth", "layer_responses") for width in ("1col", "2col")}
 
 
-def test_its_journal_is_continued_and_nothing_finished_runs_again(tmp_path):
+def test_its_journal_is_continued_and_nothing_finished_runs_again(lab_here, tmp_path):
     root = previous_project(tmp_path)
     before = {p: p.read_bytes() for p in (root / "runs" / "tiny").rglob("*") if p.is_file() and p.name != "optuna.journal"}
-    result = lab("sweep", "tiny", cwd=root, timeout=300)
+    result = lab_here("sweep", "tiny", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout + result.stderr, result.stdout + result.stderr
     assert {p: p.read_bytes() for p in before} == before  # no record rewritten

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from lab.sweep.spec import load_sweep
-from tests.conftest import TINY_RECIPE, lab, write_project
+from tests.conftest import TINY_RECIPE, write_project
 
 # 200 iterations (a few seconds): time for the coordinator, which reads the metrics every second, to stop a trial
 RECIPE = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 200, "milestones": [0.75]},
@@ -23,13 +23,13 @@ def _study(root):
 
 
 @pytest.mark.slow
-def test_a_median_pruner_stops_bad_trials_and_every_tool_says_so(tmp_path):
+def test_a_median_pruner_stops_bad_trials_and_every_tool_says_so(lab_here, tmp_path):
     # lr 1e-5 learns nothing: once the two lr-0.1 trials (queued first) have finished, each 1e-5 trial is worse
     # than their median at its first evaluations
     root = write_project(tmp_path, {"grid": {"optim.lr": [0.1, 1.0e-5], "train.seed": [0, 1, 2]},
                                     "exclude": [{"optim.lr": 0.1, "train.seed": 2}],
                                     "pruner": {"name": "median", "n_startup_trials": 2}}, RECIPE)
-    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2/5 done, 3 pruned, 0 running, 0 failed, 0 remaining" in result.stdout, result.stdout
     assert "finished in " in result.stdout and ": 2/5 done, 3 pruned, 0 failed;" in result.stdout
@@ -55,12 +55,12 @@ def test_a_median_pruner_stops_bad_trials_and_every_tool_says_so(tmp_path):
         assert f"pruned at iteration {at} (val_err" in (root / "runs" / "tiny" / "logs" / f"{t.user_attrs['run']}.log").read_text()
         assert f"| {t.user_attrs['run']} pruned at iteration {at}: val_err" in result.stdout
 
-    status = lab("sweep", "tiny", "--status", cwd=root)
+    status = lab_here("sweep", "tiny", "--status", cwd=root)
     assert "5 points: 2 done, 3 pruned, 0 running, 0 failed, 0 waiting" in status.stdout, status.stdout
-    again = lab("sweep", "tiny", "--workers", "1", cwd=root)  # a pruned point is taken: nothing runs again
+    again = lab_here("sweep", "tiny", "--workers", "1", cwd=root)  # a pruned point is taken: nothing runs again
     assert "0 points queued" in again.stdout and "started" not in again.stdout, again.stdout
 
-    analyzed = lab("analyze", "tiny", cwd=root)
+    analyzed = lab_here("analyze", "tiny", cwd=root)
     assert analyzed.returncode == 0, analyzed.stderr
     assert "lab analyze: left out 3 pruned runs: resnet-8-s0-t" in analyzed.stderr
     readme = (root / "runs" / "tiny" / "analysis" / "README.md").read_text()
@@ -84,8 +84,8 @@ def test_shipped_lr_search_prunes_with_the_median_pruner():
                                       "n_warmup_steps, interval_steps, n_min_trials)"),
     ({"name": "median", "n_startup_trials": -1}, "pruner: median: "),
 ])
-def test_a_bad_pruner_is_refused_in_one_line(tmp_path, pruner, message):
+def test_a_bad_pruner_is_refused_in_one_line(tmp_path, lab_here, pruner, message):
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}, "pruner": pruner})
-    result = lab("sweep", "tiny", cwd=root)
+    result = lab_here("sweep", "tiny", cwd=root)
     assert result.returncode == 2 and result.stderr.startswith("lab sweep: error: ") and message in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1 and not (root / "runs").exists()

@@ -24,7 +24,7 @@ import yaml
 from lab.cli import main
 from lab.config import make_config
 from lab.records import RunRecord, run_dir_for
-from tests.conftest import TINY_RECIPE, lab, one_error, train_until_killed, write_project
+from tests.conftest import TINY_RECIPE, one_error, train_until_killed, write_project
 
 RUN = "resnet-8-s0"
 
@@ -132,13 +132,13 @@ def test_planted_tmp_files_and_record_links_never_redirect_a_write(tmp_path, mon
     assert record.summary()["steps"] == 10 and [r["iteration"] for r in record.metrics.history()[0]] == [5, 10]
 
 
-def test_a_planted_trial_log_link_is_set_aside_and_its_target_untouched(tmp_path):
+def test_a_planted_trial_log_link_is_set_aside_and_its_target_untouched(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}})
     victim = tmp_path / "victim.txt"
     victim.write_text("not yours")
     (root / "runs" / "tiny" / "logs").mkdir(parents=True)
     (root / "runs" / "tiny" / "logs" / f"{RUN}.log").symlink_to(victim)
-    result = lab("sweep", "tiny", "-q", "--wandb", "disabled", cwd=root)
+    result = lab_here("sweep", "tiny", "-q", "--wandb", "disabled", cwd=root)
     assert result.returncode == 0, result.stderr
     assert victim.read_text() == "not yours" and (root / "runs" / "tiny" / "logs" / f"{RUN}.log.damaged").is_symlink()
     assert f"logs/{RUN}.log: a symbolic link (to {victim}), which lab never writes; set aside as {RUN}.log.damaged" \
@@ -162,10 +162,10 @@ def test_names_that_leave_the_runs_folder_or_break_a_line_are_refused(tmp_path, 
     assert sorted(p.name for p in root.iterdir()) == ["experiments", "sweeps"]  # nothing written anywhere
 
 
-def test_a_sweep_named_with_shell_characters_prints_hints_that_paste_safely(tmp_path):
+def test_a_sweep_named_with_shell_characters_prints_hints_that_paste_safely(lab_here, tmp_path):
     name = "a;touch X"
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, name=name)
-    result = lab("sweep", name, "-q", "--wandb", "disabled", cwd=root)
+    result = lab_here("sweep", name, "-q", "--wandb", "disabled", cwd=root)
     assert result.returncode == 0, result.stderr
     hint = re.search(r"next: (.*)$", result.stdout, re.M).group(1)
     assert hint == "lab analyze 'a;touch X'"
@@ -205,7 +205,7 @@ def trial_pid(log: Path) -> int | None:
 
 
 @pytest.mark.slow
-def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(tmp_path):
+def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(lab_here, tmp_path):
     long = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 300, "milestones": [250]},
             "track": {"wandb": "disabled"}}
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, long)
@@ -223,7 +223,7 @@ def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(tmp_path):
         seen = ""
         while "stalled" not in seen:
             assert time.time() < deadline + 90, seen  # shown stalled from 15 s to 30 s without progress
-            seen = lab("sweep", "tiny", "--status", cwd=root).stdout
+            seen = lab_here("sweep", "tiny", "--status", cwd=root).stdout
         assert re.search(rf"stalled  {RUN}: trial 0 on .*, no progress for \d+s \(killed and resumed after 30s\)", seen), seen
         out, err = sweep.communicate(timeout=300)
     finally:

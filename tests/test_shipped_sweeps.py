@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lab.config import make_config
-from tests.conftest import ROOT, lab, write_cifar10, write_imagefolder
+from tests.conftest import ROOT, write_cifar10, write_imagefolder
 
 SHIPPED = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
 FEW_STEPS = ["optim.max_steps=2", "optim.milestones=[1]", "train.eval_every=1", "train.device=cpu"]
@@ -42,7 +42,7 @@ def test_shipped_sweep_runs_end_to_end(tmp_path, lab_here, sweep):
     assert planned.returncode == 0, planned.stderr
     names = [line.split()[0] for line in planned.stdout.splitlines() if line.startswith("  ") and "-s" in line]
 
-    result = lab("sweep", sweep, *args, "--runs-dir", "runs", "--workers", "2", "--wandb", "disabled", cwd=tmp_path)
+    result = lab_here("sweep", sweep, *args, "--runs-dir", "runs", "--workers", "2", "--wandb", "disabled", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     runs = tmp_path / "runs" / sweep
     summaries = {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/summary.json")}

@@ -82,7 +82,7 @@ def test_sweeps_run_one_after_another_in_one_process_each_write_under_their_own_
 
 
 @pytest.mark.slow
-def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
+def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(lab_here, tmp_path):
     root = write_project(tmp_path, GRID)
     result = lab("sweep", "tiny", "--workers", "2", cwd=root)
     assert result.returncode == 0, result.stderr
@@ -110,13 +110,13 @@ def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
     assert set(optuna.importance.get_param_importances(study)) == {"model.arch", "train.seed"}
     assert set(dashboard_importances(runs / "optuna.journal")) == {"model.arch", "train.seed"}
 
-    again = lab("sweep", "tiny", "--workers", "2", cwd=root)
+    again = lab_here("sweep", "tiny", "--workers", "2", cwd=root)
     assert again.returncode == 0, again.stderr
     assert "0 points queued" in again.stdout and "started" not in again.stdout
     assert summaries(runs) == done and len(journal_study(root).trials) == POINTS
 
     out = root / "report"
-    analyzed = lab("analyze", "tiny", "--out", str(out), cwd=root)
+    analyzed = lab_here("analyze", "tiny", "--out", str(out), cwd=root)
     assert analyzed.returncode == 0, analyzed.stderr
     table = pd.read_csv(out / "summary.csv")
     required = ["run", "arch", "depth", "shortcut", "seed", "params", "train_err", "val_err", "test_err", "steps", "wall_s"]
@@ -131,7 +131,7 @@ def test_tiny_sweep_end_to_end_then_resume_runs_nothing_twice(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_sweep_is_recovered_and_finished_points_are_kept(tmp_path):
+def test_killed_sweep_is_recovered_and_finished_points_are_kept(lab_here, tmp_path):
     recipe = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 150, "milestones": [100]}}
     root = write_project(tmp_path, GRID, recipe)
     env = {**os.environ, "WANDB_MODE": "offline"}
@@ -150,7 +150,7 @@ def test_killed_sweep_is_recovered_and_finished_points_are_kept(tmp_path):
     stuck = [t for t in journal_study(root).trials if t.state == TrialState.RUNNING]
     assert len(stuck) == 1
 
-    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert result.returncode == 0, result.stderr
     study = journal_study(root)
     lost = study.trials[stuck[0].number]
@@ -165,7 +165,7 @@ def test_killed_sweep_is_recovered_and_finished_points_are_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_points_enqueued_twice_still_run_once(tmp_path):
+def test_points_enqueued_twice_still_run_once(lab_here, tmp_path):
     """Two machines starting one study at once both enqueue the grid; every point must still run once."""
     root = write_project(tmp_path, GRID)
     (root / "runs" / "tiny").mkdir(parents=True)
@@ -174,7 +174,7 @@ def test_points_enqueued_twice_still_run_once(tmp_path):
     points = [{"model.arch": a, "train.seed": s} for s in (0, 1) for a in ("plain", "resnet")]
     for point in points + points[::-1]:  # as lab enqueues a point: its values are the trial's parameters
         study.enqueue_trial(point, user_attrs={"grid": point})
-    result = lab("sweep", "tiny", "--workers", "2", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "2", cwd=root)
     assert result.returncode == 0, result.stderr
     study = journal_study(root)
     assert sorted(completed_points(study).values()) == [1] * POINTS
@@ -212,10 +212,10 @@ def test_two_machines_share_one_postgres_study(tmp_path):
 
 
 @pytest.mark.slow
-def test_tpe_search_samples_hyperparameters(tmp_path):
+def test_tpe_search_samples_hyperparameters(lab_here, tmp_path):
     sweep = {"search": {"optim.lr": {"low": 0.01, "high": 0.3, "log": True}}, "n_trials": 2}
     root = write_project(tmp_path, sweep)
-    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert result.returncode == 0, result.stderr
     trials = journal_study(root).get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 2
@@ -266,14 +266,14 @@ def test_malformed_sweeps_are_rejected_before_anything_runs(tmp_path, lab_here, 
     assert not (root / "runs").exists()
 
 
-def test_unknown_sweep_and_bad_storage_are_one_line_errors(tmp_path):
+def test_unknown_sweep_and_bad_storage_are_one_line_errors(tmp_path, lab_here):
     root = write_project(tmp_path, GRID)
-    unknown = lab("sweep", "nosuch", cwd=root)
+    unknown = lab_here("sweep", "nosuch", cwd=root)
     assert unknown.returncode == 2 and "no sweeps/nosuch.yaml (known: " in unknown.stderr
-    bad = lab("sweep", "tiny", "--storage", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
+    bad = lab_here("sweep", "tiny", "--storage", "postgresql://nobody@127.0.0.1:1/none", cwd=root)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--storage: cannot open" in bad.stderr
     assert not (root / "runs").exists()  # a command refused before training leaves nothing behind
-    none = lab("analyze", "tiny", cwd=root)
+    none = lab_here("analyze", "tiny", cwd=root)
     assert none.returncode == 2 and "no finished runs under runs/tiny" in none.stderr
 
 
@@ -354,8 +354,8 @@ def test_command_line_overrides_reach_every_trial_also_where_a_rule_sets_the_key
     assert [c.optim.lr for _, c in planned_trials(spec, recipe, {"optim.lr": 0.3})] == [0.3, 0.3]
 
 
-def test_dry_run_lists_table_6_nets_and_writes_nothing(tmp_path):
-    result = lab("sweep", "cifar10-depth-study", "--dry-run", cwd=tmp_path)
+def test_dry_run_lists_table_6_nets_and_writes_nothing(tmp_path, lab_here):
+    result = lab_here("sweep", "cifar10-depth-study", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ") and "-s" in line}
     assert len(rows) == 27 and not any(name.startswith("plain-110") for name in rows)
@@ -368,10 +368,10 @@ def test_dry_run_lists_table_6_nets_and_writes_nothing(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_dry_run_of_the_imagenet_ablation_shows_table_3_nets(tmp_path):
+def test_dry_run_of_the_imagenet_ablation_shows_table_3_nets(lab_here, tmp_path):
     from lab.reference import IMAGENET_PARAMS_34
 
-    result = lab("sweep", "imagenet-shortcut-ablation", "--dry-run", cwd=tmp_path)
+    result = lab_here("sweep", "imagenet-shortcut-ablation", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  ") and "-s" in line}
     assert sorted(rows) == sorted(["plain-18-s0", "plain-34-s0", "resnet-18-s0", "resnet-18-B-s0", "resnet-18-C-s0",
@@ -382,14 +382,14 @@ def test_dry_run_of_the_imagenet_ablation_shows_table_3_nets(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_grown_grid_runs_just_its_new_points_with_their_parameters(tmp_path):
+def test_a_grown_grid_runs_just_its_new_points_with_their_parameters(lab_here, tmp_path):
     """Another seed and another arch, added to a study that ran: the new points run, each trial's parameters are its
     grid point (numbers an int range that widens, names a categorical over every value the field takes)."""
     recipe = {**TINY_RECIPE, "track": {"wandb": "disabled"}}
     root = write_project(tmp_path, {"grid": {"train.seed": [0], "model.arch": ["resnet"]}}, recipe)
-    assert lab("sweep", "tiny", "-q", cwd=root).returncode == 0
+    assert lab_here("sweep", "tiny", "-q", cwd=root).returncode == 0
     write_project(tmp_path, {"grid": {"train.seed": [0, 1], "model.arch": ["resnet", "plain"]}}, recipe)
-    grown = lab("sweep", "tiny", "-q", cwd=root)
+    grown = lab_here("sweep", "tiny", "-q", cwd=root)
     assert grown.returncode == 0 and "finished in" in grown.stdout and "4/4 done, 0 failed" in grown.stdout, grown.stderr
     study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(
         str(root / "runs" / "tiny" / "optuna.journal"))))

@@ -204,7 +204,7 @@ def run_record(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_analysis(tmp_path):
+def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_analysis(lab_here, tmp_path):
     """Every trial of a study in the study's group (its name and an id stored with its Optuna study); the same
     study name in another runs folder is another study, and another group. The analysis's summary.csv and W&B's
     run summaries hold the same final numbers."""
@@ -216,7 +216,7 @@ def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_
 
     root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
     for runs in ("runs-a", "runs-b"):
-        result = lab("sweep", "tiny", "--workers", "1", "--runs-dir", runs, cwd=root)
+        result = lab_here("sweep", "tiny", "--workers", "1", "--runs-dir", runs, cwd=root)
         assert result.returncode == 0, result.stdout + result.stderr
     groups = {}
     for runs in ("runs-a", "runs-b"):
@@ -230,7 +230,7 @@ def test_two_studies_of_one_name_are_two_wandb_groups_and_wandb_agrees_with_the_
         groups[runs] = group
     assert groups["runs-a"] != groups["runs-b"]
 
-    analyzed = lab("analyze", "tiny", "--runs-dir", "runs-a", cwd=root)
+    analyzed = lab_here("analyze", "tiny", "--runs-dir", "runs-a", cwd=root)
     assert analyzed.returncode == 0, analyzed.stderr
     with open(root / "runs-a" / "tiny" / "analysis" / "summary.csv") as f:
         table = list(csv.DictReader(f))
