@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import POSTGRES, lab, write_project
+from tests.conftest import POSTGRES, write_project
 from tests.outage import DatabaseLink
 
 SEEDS = {"grid": {"train.seed": [0, 1, 2]}}
@@ -57,27 +57,27 @@ def journal_lines(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_torn_journal_line_is_set_aside_and_the_study_completes(tmp_path):
+def test_a_torn_journal_line_is_set_aside_and_the_study_completes(lab_here, tmp_path):
     root = write_project(tmp_path, SEEDS)
-    assert lab("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
+    assert lab_here("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
     runs, journal = root / "runs" / "tiny", root / "runs" / "tiny" / "optuna.journal"
     before = finished(runs)
     os.truncate(journal, journal.stat().st_size - 100)  # a crash in the middle of the last append
     whole, torn = journal.read_bytes().rsplit(b"\n", 1)
     torn_line = whole.count(b"\n") + 2
 
-    first = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    first = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert first.returncode == 0, first.stderr
     assert f"line {torn_line} was cut off mid-write" in first.stderr
     assert (runs / "optuna.journal.torn").read_bytes() == torn + b"\n"  # kept for inspection
     journal_lines(journal)
-    second = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    second = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert second.returncode == 0 and "3/3 done" in second.stdout and "0 points queued" in second.stdout, second.stderr
     assert sorted(done_points(load_study("tiny", journal)).values()) == [1, 1, 1]
     assert finished(runs) == before  # no finished run was trained again
 
 
-def test_a_damaged_journal_line_is_named_and_nothing_runs(tmp_path):
+def test_a_damaged_journal_line_is_named_and_nothing_runs(lab_here, tmp_path):
     """A journal broken before appends were made all-or-nothing: refused with the file and line, not a traceback."""
     from lab.sweep.storage import make_storage
 
@@ -87,7 +87,7 @@ def test_a_damaged_journal_line_is_named_and_nothing_runs(tmp_path):
     study.set_user_attr("note", "x")
     lines = journal.read_bytes().splitlines(keepends=True)
     journal.write_bytes(lines[0] + b'{"op_code": 5, "study_id": 0, "user_attr{"op_code"\n' + b"".join(lines[1:]))
-    result = lab("sweep", "tiny", cwd=root)
+    result = lab_here("sweep", "tiny", cwd=root)
     assert result.returncode == 2
     assert f"{journal.relative_to(root)}: line 2 is damaged" in one_line(result) and "move it aside" in result.stderr
     assert not (journal.parent / "logs").exists()
@@ -130,11 +130,11 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_sweep_in_one_line_and_a_rerun_completes(tmp_path, small_disk):
+def test_a_full_disk_stops_the_sweep_in_one_line_and_a_rerun_completes(lab_here, tmp_path, small_disk):
     root = write_project(tmp_path, SEEDS)
     sweep = ("sweep", "tiny", "--runs-dir", str(small_disk), "--workers", "1")
     for attempt in range(2):  # the disk stays full: the same line again, and nothing torn
-        result = lab(*sweep, cwd=root)
+        result = lab_here(*sweep, cwd=root)
         assert result.returncode == 1, result.stdout + result.stderr
         line = one_line(result)
         assert line.startswith("lab sweep: stopped: the disk is full") and "finished results are safe" in line, line
@@ -143,7 +143,7 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_a_rerun_completes(tmp_path,
         journal_lines(small_disk / "tiny" / "optuna.journal")
     kept = finished(small_disk / "tiny")
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    result = lab(*sweep, cwd=root)
+    result = lab_here(*sweep, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(done_points(load_study("tiny", small_disk / "tiny" / "optuna.journal")).values()) == [1, 1, 1]
     assert {k: v for k, v in finished(small_disk / "tiny").items() if k in kept} == kept
@@ -193,7 +193,7 @@ def test_a_database_outage_during_a_trial_is_waited_out(tmp_path, postgres_study
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_a_long_database_outage_ends_the_sweep_in_one_line_and_a_rerun_completes(tmp_path, postgres_study):
+def test_a_long_database_outage_ends_the_sweep_in_one_line_and_a_rerun_completes(lab_here, tmp_path, postgres_study):
     from tests.conftest import TINY_RECIPE
 
     name, link = postgres_study
@@ -208,21 +208,21 @@ def test_a_long_database_outage_ends_the_sweep_in_one_line_and_a_rerun_completes
     (line,) = err.strip().splitlines()
     assert line.startswith(f"lab sweep: stopped: the study's database {link.url} did not answer for 3s"), line
     assert f"resume with: lab sweep {name} --storage {link.url} --workers 1" in line
-    again = lab("sweep", name, "--storage", link.url, "--workers", "1", cwd=root)
+    again = lab_here("sweep", name, "--storage", link.url, "--workers", "1", cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(done_points(optuna.load_study(study_name=name, storage=POSTGRES)).values()) == [1, 1]
 
 
 @pytest.mark.slow
-def test_lost_and_damaged_run_records_run_their_points_again(tmp_path):
+def test_lost_and_damaged_run_records_run_their_points_again(lab_here, tmp_path):
     root = write_project(tmp_path, SEEDS)
-    assert lab("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
+    assert lab_here("sweep", "tiny", "--workers", "1", cwd=root).returncode == 0
     runs = root / "runs" / "tiny"
     kept = (runs / "resnet-8-s2" / "summary.json").read_text()
     shutil.rmtree(runs / "resnet-8-s0")
     (runs / "resnet-8-s1" / "summary.json").write_text("garbage\n")
 
-    result = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"its run folder {runs.resolve() / 'resnet-8-s0'} is gone: its point runs again" in result.stdout
     assert "resnet-8-s1/summary.json is not readable" in result.stdout
@@ -232,14 +232,14 @@ def test_lost_and_damaged_run_records_run_their_points_again(tmp_path):
     assert len(study.user_attrs["lost_records"]) == 2
     assert (runs / "resnet-8-s2" / "summary.json").read_text() == kept
     assert set(finished(runs)) == {"resnet-8-s0", "resnet-8-s1", "resnet-8-s2"}
-    again = lab("sweep", "tiny", "--workers", "1", cwd=root)
+    again = lab_here("sweep", "tiny", "--workers", "1", cwd=root)
     assert "0 points queued" in again.stdout and "3/3 done" in again.stdout, again.stdout
 
 
 @pytest.mark.slow
-def test_a_diverged_run_fails_its_trial_by_name_and_the_fixed_sweep_completes(tmp_path):
+def test_a_diverged_run_fails_its_trial_by_name_and_the_fixed_sweep_completes(lab_here, tmp_path):
     root = write_project(tmp_path, {"grid": {"train.seed": [0, 1]}})
-    result = lab("sweep", "tiny", "--workers", "1", "optim.lr=1e30", cwd=root)
+    result = lab_here("sweep", "tiny", "--workers", "1", "optim.lr=1e30", cwd=root)
     assert result.returncode == 1, result.stdout + result.stderr
     assert re.search(r"\| resnet-8-s0 FAILED: diverged at iteration \d+; its log: ", result.stdout), result.stdout
     assert "0/2 done, 0 running, 2 failed" in result.stdout
@@ -248,7 +248,7 @@ def test_a_diverged_run_fails_its_trial_by_name_and_the_fixed_sweep_completes(tm
     assert len(failed) == 2 and all(re.fullmatch(r"diverged at iteration \d+", t.user_attrs["failure"]) for t in failed)
     assert not study.get_trials(states=(TrialState.COMPLETE,))
 
-    fixed = lab("sweep", "tiny", "--workers", "1", cwd=root)  # lr back to the recipe's: nothing finished with 1e30
+    fixed = lab_here("sweep", "tiny", "--workers", "1", cwd=root)  # lr back to the recipe's: nothing finished with 1e30
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert sorted(done_points(load_study("tiny", root / "runs" / "tiny" / "optuna.journal")).values()) == [1, 1]
     assert not list((root / "runs" / "tiny").glob("*/failure.json"))
