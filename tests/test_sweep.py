@@ -65,18 +65,15 @@ def dashboard_importances(journal: Path) -> dict[str, float]:
     return {p["name"]: p["importance"] for p in importances}
 
 
-def test_sweeps_run_one_after_another_in_one_process_each_write_under_their_own_folder(tmp_path, lab_here, monkeypatch):
+def test_a_second_sweep_in_one_process_runs_its_trials_in_its_own_environment(tmp_path, lab_here, monkeypatch):
     """``lab.cli.main`` called twice in one process (a script, a notebook): the second sweep's trials are forked from
-    the server the first one started, which keeps the first one's environment; they run in their coordinator's
-    (here ``LAB_VERBOSE``: without it, the second trial's log held nothing)."""
+    the server the first one started, with the first one's environment unless they take their coordinator's."""
     recipe = {**TINY_RECIPE, "track": {"wandb": "disabled"}}
     first, second = (write_project(tmp_path / name, {"grid": {"train.seed": [0]}}, recipe) for name in ("first", "second"))
     assert lab_here("-q", "sweep", "tiny", "--workers", "1", cwd=first).returncode == 0
     monkeypatch.setenv("LAB_VERBOSE", "1")  # the second coordinator's environment: its trials log what libraries say
     result = lab_here("-q", "sweep", "tiny", "--workers", "1", cwd=second)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(p.parent.name for p in (second / "runs" / "tiny").glob("*/summary.json")) == ["resnet-8-s0"]
-    assert sorted(p.parent.name for p in (first / "runs" / "tiny").glob("*/summary.json")) == ["resnet-8-s0"]
+    assert result.returncode == 0 and (second / "runs" / "tiny" / "resnet-8-s0" / "summary.json").is_file(), result.stderr
     assert "GPU available" in (second / "runs" / "tiny" / "logs" / "resnet-8-s0.log").read_text()  # Lightning's, shown
     assert (first / "runs" / "tiny" / "logs" / "resnet-8-s0.log").read_text() == ""  # -q and not verbose: nothing
 
