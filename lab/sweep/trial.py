@@ -16,11 +16,11 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
                 gpu: str | None = None, wandb_group: str | None = None, progress: tuple[Any, int] | None = None,
                 pulse: Any = None, where: tuple[str, dict[str, str]] | None = None) -> None:
     """Body of a trial process: log to a file, die with the coordinator, train (on ``gpu`` alone when given, before
-    CUDA starts: ``lab.sweep.packing``); exit 75 on a full disk. ``where``: the coordinator's working directory and
-    environment when it started the trial, which the trial takes first: the forkserver it is forked from keeps its
-    own, those of the first sweep that started it (``lab.cli.main`` called again in one process, from another folder). ``progress``: (the coordinator's queue, the trial's
-    number): where it is, every few seconds (``lab.progress``); ``pulse``: where the trial writes that it makes
-    progress (``lab.train.progress.Pulse``, read by ``StallWatch``)."""
+    CUDA starts: ``lab.sweep.packing``); exit 75 on a full disk. ``where``: the coordinator's working directory (a
+    relative ``data.data_dir``) and environment as it starts the trial, taken first: the forkserver keeps those of
+    the sweep that started it, the first one when ``lab.cli.main`` runs several in one process. ``progress``: (the
+    coordinator's queue, the trial's number): where it is, every few seconds (``lab.progress``); ``pulse``: where the
+    trial writes that it makes progress (``lab.train.progress.Pulse``, read by ``StallWatch``)."""
     from lab.sweep.packing import trial_environment
 
     if where is not None:
