@@ -193,9 +193,14 @@ def _popen(root, *args):
     import subprocess
     import sys
 
+    import signal
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C reaches a command on a terminal; a background job of a script (`.ci/run &`) inherits SIGINT ignored,
+    # which Python keeps: the command here is the one on a terminal
     return subprocess.Popen([sys.executable, "-m", "lab", *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_an_interrupted_run_and_trial_say_interrupted_sigint(tmp_path):

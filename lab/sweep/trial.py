@@ -2,6 +2,7 @@
 imported torch, Lightning and W&B once; under SLURM it checkpoints at a signal (``lab.train.callbacks``)."""
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -23,6 +24,9 @@ def trial_main(config_data: dict, run_name: str, log_path: str, threads: int, co
     trial writes that it makes progress (``lab.train.progress.Pulse``, read by ``StallWatch``)."""
     from lab.sweep.packing import trial_environment
 
+    # The half million objects of the imports the server made are for life: the collector leaves them alone (its
+    # first full pass cost a 2-iteration digits trial 0.25 s of 0.65 s) and the pages stay shared with the server
+    gc.freeze()
     if where is not None:
         os.chdir(where[0])
         os.environ.clear()
