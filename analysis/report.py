@@ -16,7 +16,8 @@ import pandas as pd
 
 from analysis import figures, tables
 from analysis.responses import layer_responses
-from analysis.runs import NET_KEYS, RecordProblems, no_runs, read_study
+from analysis.runs import NET_KEYS, RecordProblems, no_runs, read_study, unanalysed_families
+from lab.config import ConfigError
 from lab.records import write_atomic
 
 SUMMARY_DROP = ["run_dir"]  # where records lay on the machine that analysed them: not a result
@@ -174,6 +175,10 @@ def write_report(runs_dir: Path, study: str, out: Path, storage: str | None = No
     found = read_study(runs_dir, study, storage)
     if found.problems and not partial:
         raise RecordProblems(study, found.problems)
+    if found.others and not partial:
+        raise ConfigError(f"{unanalysed_families(found.others)}; pass --partial to analyse the other runs")
+    if found.others:
+        found.problems.append(unanalysed_families(found.others))
     runs, curves = found.runs, found.curves
     for problem in found.problems:  # --partial: said, then left out
         print(f"lab analyze: {problem}", file=sys.stderr)

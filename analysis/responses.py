@@ -59,7 +59,7 @@ def response_stds(net: nn.Module, batches: EvalBatches) -> list[float]:
 
 def _load_net(record: RunRecord, m: ModelConfig, in_channels: int, num_classes: int, device: torch.device) -> nn.Module:
     """The run's net with the weights of its final checkpoint (Lightning's ``state_dict``, keys ``net.*``)."""
-    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, in_channels, num_classes, m.style))
+    net = nets.build_net(nets.NetConfig.of(m, in_channels, num_classes))
     state = record.checkpoint.load(map_location=device)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net.to(device)

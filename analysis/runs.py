@@ -42,6 +42,8 @@ class Study:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, reason): failure.json and no summary
     pruned: list[tuple[str, str]] = field(default_factory=list)  # (run, where and why): pruned.json and no summary
     problems: list[str] = field(default_factory=list)  # "RUN: what is wrong with which file"
+    # (run, family): finished runs of a family lab analyze does not compare yet (``unanalysed_families``)
+    others: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _row(record: RunRecord, summary: dict) -> dict:
@@ -137,14 +139,17 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     """
     study_dir = Path(runs_dir) / study
     trials = _complete_trials(runs_dir, study, storage)
-    problems, rows, history, unreadable = [], [], [], {}
+    problems, rows, history, unreadable, others = [], [], [], {}, []
     for record in RunRecord.under(study_dir, "finished"):
         summary, problem = record.checked_summary()
+        family = summary.get("family", "resnet") if not problem else "resnet"  # records before families: He 2015's
         if problem:
             unreadable[record.dir.name] = f"{record.dir.name}: {problem}"
+        elif family != "resnet":  # its net would be counted as He 2015's net of that arch and depth
+            others.append((record.dir.name, str(family)))
         else:
             rows.append(_row(record, summary))
-    finished = {Path(row["run_dir"]).name for row in rows}
+    finished = {Path(row["run_dir"]).name for row in rows} | {run for run, _ in others}
     # A trial whose record was lost, then ran again as another trial (`lab sweep` does that), is no problem:
     # its grid point has a finished run, or (a search) the sweep counted it out of the study.
     ran = {t.point for t in trials if t.point is not None and t.run in finished}
@@ -171,7 +176,16 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     named = {p.split(": ")[0] for p in problems}  # a complete trial whose run then failed is a problem, not a failure
     failed_runs = [(r.dir.name, _failure(r)) for r in failed if not r.has_summary() and r.dir.name not in named]
     pruned = [(r.dir.name, _pruning(r)) for r in RunRecord.under(study_dir, "pruned") if not r.has_summary()]
-    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, pruned, problems)
+    return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, pruned, problems, others)
+
+
+def unanalysed_families(others: list[tuple[str, str]]) -> str:
+    """What ``lab analyze`` says of runs of families it does not compare yet: preact-164 has resnet-164's arch, depth
+    and shortcut fields, and analysed as He 2015's net its seeds would be averaged into resnet-164's."""
+    runs = ", ".join(run for run, _ in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    families = ", ".join(sorted({family for _, family in others}))
+    return (f"{runs}: model.family={families}: lab analyze compares He 2015's nets (model.family=resnet) only so far, "
+            f"and would count these as theirs")
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:

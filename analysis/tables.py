@@ -14,7 +14,7 @@ from scipy import stats
 
 from analysis.runs import NET_KEYS
 from lab.records import ERRORS
-from lab.nets import run_name
+from lab.nets import resnet_name
 from lab.reference import CIFAR10_PARAMS, CIFAR10_RESNET110_RUNS, CIFAR10_TEST_ERR_SOURCE, paper_test_err
 
 ALPHA = 0.05  # two-sided level of the tests; the confidence intervals are 1 - ALPHA = 95%
@@ -36,7 +36,7 @@ def net_label(arch: str, depth: int, shortcut: str, explicit_a: bool = False) ->
     """``plain-56``, ``resnet-110-B``; ``explicit_a`` names option A too (``resnet-20-A``), as in an ablation."""
     if explicit_a and arch == "resnet" and shortcut == "A":
         return f"resnet-{depth}-A"
-    return run_name(arch, depth, shortcut)
+    return resnet_name(arch, depth, shortcut)
 
 
 def mean_ci(values: pd.Series) -> tuple[float, float]:
@@ -158,7 +158,7 @@ def table6(runs: pd.DataFrame) -> pd.DataFrame:
     best of 5 runs, so its row also gives the paper's mean and std over those runs.
     """
     table = means(runs[runs["shortcut"] == "A"])
-    table.insert(2, "net", [run_name(a, d, "A") for a, d in zip(table["arch"], table["depth"])])
+    table.insert(2, "net", [resnet_name(a, d, "A") for a, d in zip(table["arch"], table["depth"])])
     table["paper_params"] = table["depth"].map(CIFAR10_PARAMS)
     table["paper_test_err"] = [paper_test_err(a, "cifar10").get(d, math.nan) for a, d in zip(table["arch"], table["depth"])]
     found = [compare_to_value(runs[(runs["arch"] == a) & (runs["depth"] == d) & (runs["shortcut"] == "A")]["test_err"], p)
@@ -180,7 +180,7 @@ def display_means(table: pd.DataFrame, tex: bool = False) -> tuple[pd.DataFrame,
     """Cells and notes of the means; in LaTeX only the test error has its CI, and the validation error is left to
     ``means.csv``, so that the table fits ``\\textwidth``."""
     cells = pd.DataFrame({
-        "net": [run_name(a, d, s) for a, d, s in zip(table["arch"], table["depth"], table["shortcut"])],
+        "net": [resnet_name(a, d, s) for a, d, s in zip(table["arch"], table["depth"], table["shortcut"])],
         "params": table["params"],
         "seeds": table["seeds"],
         "train err (%)": _pm(table, "train_err"),

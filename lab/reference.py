@@ -49,3 +49,19 @@ def paper_test_err(arch: str, dataset: str) -> dict[int, float]:
     if dataset != "cifar10":
         return {}
     return {"resnet": CIFAR10_RESNET_TEST_ERR, "plain": CIFAR10_PLAIN_TEST_ERR}.get(arch, {})
+
+
+# --- the family that followed (../shared/reference/resnet-families.md gathers the sources) ---
+# Parameter counts on CIFAR-10 (10 classes) of the nets as the papers configure them: (run name, what the paper
+# states, the exact count of lab's net, where the paper states it, why the two may differ). The exact counts are
+# counts of the papers' architecture definitions; where a paper rounds, it is checked to its rounding.
+FAMILY_PARAMS = [
+    ("preact-164", 1.7e6, 1_703_258, "He 2016, Table 4", "rounded"),
+    ("preact-1001", 10.2e6, 10_327_706, "He 2016, Table 4",
+     "10.18M without BN's scales and shifts: the paper seems to leave BN out"),
+    ("wrn-28-10", 36.5e6, 36_479_194, "Zagoruyko & Komodakis 2016", "rounded"),
+    ("wrn-40-4", 8.9e6, 8_949_210, "Zagoruyko & Komodakis 2016", "rounded; recalled, not verified against the paper here"),
+    ("wrn-16-8", 11.0e6, 10_961_370, "Zagoruyko & Komodakis 2016", "rounded; recalled, not verified against the paper here"),
+    ("resnext-29-8x64d", 34.4e6, 34_426_698, "Xie et al. 2017, Table 7", "rounded"),
+    ("resnext-29-16x64d", 68.1e6, 68_155_210, "Xie et al. 2017, Table 7", "cut to 68.1M, not rounded"),
+]

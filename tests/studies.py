@@ -31,7 +31,7 @@ def write_record(study_dir: Path, arch: str, depth: int, shortcut: str, seed: in
                                        "train.seed": seed, "optim.max_steps": steps, "optim.milestones": [],
                                        "train.eval_every": steps // 4, "track.study": study_dir.name,
                                        **{f"data.{k}": v for k, v in data.items()}})
-    run = nets.run_name(arch, depth, shortcut, seed)
+    run = config.run_name
     run_dir = study_dir / run
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -23,7 +23,8 @@ def test_overrides_are_typed_and_checked():
 @pytest.mark.parametrize(
     "change,message",
     [
-        ({"model.dept": 20}, r"model.dept: unknown key \(known here: arch, depth, shortcut, style\)"),
+        ({"model.dept": 20}, r"model.dept: unknown key \(known here: arch, depth, shortcut, style, family, block, unit, width, dropout, "
+         r"cardinality, group_width\)"),
         ({"model.depth": "deep"}, r"model.depth: expected int, got str 'deep'"),
         ({"model.depth": 57}, r"model.depth: depth 57 is not 6n\+2"),
         ({"model.arch": "vgg"}, r"model.arch: 'vgg' is not one of plain, resnet"),

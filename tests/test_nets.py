@@ -66,9 +66,9 @@ def test_invalid_depth_names_the_valid_ones(depth):
 
 
 def test_run_names_read_like_the_paper():
-    assert nets.run_name("plain", 56, "A", 0) == "plain-56-s0"
-    assert nets.run_name("resnet", 110, "B") == "resnet-110-B"
-    assert nets.run_name("resnet", 110, "A") == "resnet-110"
+    assert nets.run_name(NetConfig("plain", 56, "A"), 0) == "plain-56-s0"
+    assert nets.run_name(NetConfig("resnet", 110, "B")) == "resnet-110-B"
+    assert nets.resnet_name("resnet", 110, "A") == "resnet-110"
 
 
 @pytest.mark.parametrize("depth", sorted(IMAGENET_PARAMS_B))

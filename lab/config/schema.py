@@ -44,25 +44,26 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    """The network: what a depth study varies."""
+    """The network: what a depth study varies. Fields a family does not read stay at their defaults
+    (``lab.nets.names.check``)."""
 
-    arch: str = "resnet"  # plain | resnet
-    depth: int = 20  # weighted layers, 6n+2
-    shortcut: str = "A"  # A: zero-pad identity, B: projections where shapes change, C: all projections
-    style: str = "cifar"  # cifar: 6n+2 layers (Section 4.2) | imagenet: 18/34/50/101/152 (Table 1)
+    arch: str = "resnet"  # plain | resnet: the family's layers without or with their shortcuts
+    depth: int = 20  # weighted layers: 6n+2 (resnet, preact basic), 9n+2 (preact bottleneck, resnext), 6N+4 (wide)
+    shortcut: str = "A"  # resnet: A: zero-pad identity, B: projections where shapes change, C: all projections
+    style: str = "cifar"  # resnet: cifar: 6n+2 layers (Section 4.2) | imagenet: 18/34/50/101/152 (Table 1)
+    family: str = "resnet"  # resnet: He 2015 | preact: He 2016 | wide: WRN-d-k | resnext: ResNeXt-29 CxDd
+    block: str = "auto"  # preact: basic | bottleneck | auto: basic up to 110 layers, bottleneck from 164 (He 2016)
+    unit: str = "full_preact"  # preact: He 2016 Figure 4's original | bn_after_add | relu_before_add | relu_only_preact | full_preact
+    width: int = 1  # wide: the widening factor k (WRN-28-10: 10)
+    dropout: float = 0.0  # wide: dropout between a block's convs (0.3 on CIFAR in the paper)
+    cardinality: int = 8  # resnext: C, groups of the 3x3 convs
+    group_width: int = 64  # resnext: d, channels of each group in the first stage (doubling per stage)
 
     def check(self) -> None:
-        _require(self.arch in nets.ARCHS, "model.arch", f"{quote(self.arch)} is not one of {', '.join(nets.ARCHS)}")
-        _require(
-            self.shortcut in nets.SHORTCUTS,
-            "model.shortcut",
-            f"{quote(self.shortcut)} is not one of {', '.join(nets.SHORTCUTS)}",
-        )
-        _require(self.style in nets.STYLES, "model.style", f"{quote(self.style)} is not one of {', '.join(nets.STYLES)}")
         try:
-            nets.check_depth(self.depth, self.style)
-        except ValueError as e:
-            raise ConfigError(f"model.depth: {e}") from None
+            nets.check(self)
+        except nets.NetError as e:
+            raise ConfigError(e.text(quote)) from None
 
 
 class DataConfig(Section):
@@ -231,8 +232,7 @@ class Config(Section):
 
     @property
     def run_name(self) -> str:
-        m = self.model
-        return nets.run_name(m.arch, m.depth, m.shortcut, self.train.seed)
+        return nets.run_name(self.model, self.train.seed)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()

@@ -16,37 +16,14 @@ checked without torch) is in ``lab.nets.names``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.nets.names import ARCHS, IMAGENET_LAYOUTS, SHORTCUTS, STYLES, check_depth
+from lab.nets.names import IMAGENET_LAYOUTS, NetConfig, check_depth
 
 WIDTHS = (16, 32, 64)  # filters per stage (He 2015, Section 4.2)
 IMAGENET_WIDTHS = (64, 128, 256, 512)  # filters per stage (He 2015, Table 1), x4 at a bottleneck's output
-
-
-@dataclass(frozen=True)
-class NetConfig:
-    """What a depth study varies, and the shape of the data."""
-
-    arch: str = "resnet"
-    depth: int = 20
-    shortcut: str = "A"
-    in_channels: int = 3
-    num_classes: int = 10
-    style: str = "cifar"  # cifar: 6n+2 layers for small images | imagenet: Table 1's 18/34/50/101/152
-
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut {self.shortcut!r} is not one of {', '.join(SHORTCUTS)}")
-        if self.style not in STYLES:
-            raise ValueError(f"style {self.style!r} is not one of {', '.join(STYLES)}")
-        check_depth(self.depth, self.style)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -117,14 +94,17 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, shortcut: str) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, residual: bool, shortcut: str, width: int | None = None,
+                 groups: int = 1, stride_on_3x3: bool = False) -> None:
+        """``width``: channels of the 3x3 (``planes`` in He 2015), a grouped conv of ``groups`` groups (ResNeXt,
+        which also moves the stride to the 3x3: ``stride_on_3x3``)."""
         super().__init__()
-        out_planes = planes * self.expansion
-        self.conv1 = conv1x1(in_planes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = conv1x1(planes, out_planes)
+        out_planes, width = planes * self.expansion, width or planes
+        self.conv1 = conv1x1(in_planes, width, 1 if stride_on_3x3 else stride)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride if stride_on_3x3 else 1, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, out_planes)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.shortcut = make_shortcut(shortcut, in_planes, out_planes, stride) if residual else None
 
@@ -138,14 +118,17 @@ class Bottleneck(nn.Module):
 
 
 def make_stages(
-    block: type[nn.Module], in_planes: int, widths: tuple[int, ...], blocks: tuple[int, ...], residual: bool, shortcut: str
+    block: type[nn.Module], in_planes: int, widths: tuple[int, ...], blocks: tuple[int, ...], residual: bool, shortcut: str,
+    per_stage: tuple[dict, ...] | None = None,
 ) -> tuple[nn.Sequential, int]:
-    """Stages of ``blocks[i]`` blocks of width ``widths[i]``; every stage after the first starts with stride 2."""
+    """Stages of ``blocks[i]`` blocks of width ``widths[i]`` (and ``per_stage[i]``'s arguments); every stage after the
+    first starts with stride 2."""
     stages = []
     for i, (planes, count) in enumerate(zip(widths, blocks)):
         layers = []
         for j in range(count):
-            layers.append(block(in_planes, planes, 2 if i > 0 and j == 0 else 1, residual, shortcut))
+            more = per_stage[i] if per_stage else {}
+            layers.append(block(in_planes, planes, 2 if i > 0 and j == 0 else 1, residual, shortcut, **more))
             in_planes = planes * block.expansion
         stages.append(nn.Sequential(*layers))
     return nn.Sequential(*stages), in_planes
@@ -192,39 +175,3 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def build_net(config: NetConfig) -> Net:
-    return Net(config)
-
-
-def count_params(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-def multiply_adds(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Multiply-adds of one forward pass of a ``C x H x W`` image through the convs and fully connected layers.
-
-    Counted the way Table 1 of He 2015 counts "FLOPs" (ResNet-34: 3.6e9 at 224x224): BN, ReLU,
-    pooling and additions are left out.
-    """
-    total = 0
-
-    def count(module: nn.Module, inputs: tuple[torch.Tensor], out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += out[0].numel() * per_output
-        else:
-            total += module.in_features * module.out_features
-
-    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, *input_shape))
-    finally:
-        net.train(was_training)
-        for h in hooks:
-            h.remove()
-    return total

@@ -21,10 +21,10 @@ def net_size(config: Config, cache: dict[tuple, tuple[int, int]]) -> tuple[int, 
     from lab.data import input_shape
 
     m, (channels, height, width, classes) = config.model, input_shape(config.data)
-    key = (m.arch, m.depth, m.shortcut, m.style, channels, height, width, classes)
+    key = (*m.model_dump().values(), channels, height, width, classes)
     if key not in cache:
         with torch.device("meta"):
-            net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
+            net = nets.build_net(nets.NetConfig.of(m, channels, classes))
             cache[key] = nets.count_params(net), nets.multiply_adds(net, (channels, height, width))
     return cache[key]
 
@@ -58,7 +58,7 @@ def step_seconds(config: Config, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, channels, classes, m.style))
+        net = nets.build_net(nets.NetConfig.of(m, channels, classes))
         optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
         x, y = torch.randn(batch, channels, height, width), torch.randint(classes, (batch,))
         times = []
@@ -111,8 +111,7 @@ def dry_run(name: str, spec: SweepSpec, recipe: dict[str, Any], overrides: dict[
     timed: dict[tuple, float] = {}  # seconds per step of each distinct net and batch
     seconds = 0.0
     for _, config in trials:
-        m = config.model
-        key = (m.arch, m.depth, m.shortcut, m.style, config.optim.batch_size, config.data.name)
+        key = (*config.model.model_dump().values(), config.optim.batch_size, config.data.name)
         if key not in timed:
             timed[key] = step_seconds(config, threads)
         seconds += timed[key] * config.optim.max_steps

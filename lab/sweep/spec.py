@@ -15,11 +15,12 @@ from typing import Any
 from pydantic import Field
 
 from lab.config import ConfigError, Section, _key, check_name, from_dict, make_config, quote, read_yaml
+from lab.nets.names import NAMING_FIELDS
 from lab.records import SUMMARY_METRICS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # lab/sweep/spec.py: the project holding sweeps/ and experiments/
 METRICS = SUMMARY_METRICS  # a sweep selects any metric of a run's summary (named in lab.records)
-NAMING_KEYS = {"model.arch", "model.depth", "model.shortcut", "train.seed"}  # what run names already say
+NAMING_KEYS = {f"model.{f}" for f in NAMING_FIELDS} | {"train.seed"}  # what run names already say
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner"}  # pruner: NAME -> Optuna's
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.config import OptimConfig
+from lab.data.seeding import NET_DRAWS, seed_for
 from lab.train.schedule import LrSchedule
 
 
@@ -60,9 +61,12 @@ class Classifier(pl.LightningModule):
     itself is never wrapped, so checkpoints hold the same keys (no ``_orig_mod.``) either way.
     """
 
-    def __init__(self, net: nn.Module, optim: OptimConfig, compile: bool = False) -> None:
+    def __init__(self, net: nn.Module, optim: OptimConfig, compile: bool = False, seed: int = 0) -> None:
         super().__init__()
-        self.net, self.optim, self.compile_step = net, optim, compile
+        self.net, self.optim, self.compile_step, self.seed = net, optim, compile, seed
+        # a net that draws random numbers in its forward (dropout): its draws at iteration i are a function of
+        # (seed, i), as the batches are (lab.data.seeding), so that a resumed run draws what the whole run drew
+        self.draws = any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules())
         self._step_fn: Any = loss_and_wrong
         self.schedule: LrSchedule | None = None  # made with the optimizer; LambdaLR checkpoints its state
         self._first_bad: torch.Tensor | None = None  # on the device: the first iteration with a non-finite loss
@@ -123,6 +127,10 @@ class Classifier(pl.LightningModule):
         """
         if self._first_bad is not None and (first := int(self._first_bad)) != NO_ITERATION:
             raise Diverged(first)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.draws:
+            torch.manual_seed(seed_for(self.seed, NET_DRAWS, self.global_step))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.global_step % DIVERGENCE_CHECK_EVERY == 0:

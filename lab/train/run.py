@@ -112,9 +112,8 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     pl.seed_everything(config.train.seed, workers=False, verbose=False)
     datamodule = make_datamodule(config.data, config.optim.batch_size, config.train.seed)
     data = datamodule.prepare()
-    m = config.model
-    net = nets.build_net(nets.NetConfig(m.arch, m.depth, m.shortcut, data.in_channels, data.num_classes, m.style))
-    module = Classifier(net, config.optim, compile=config.train.compile)
+    net = nets.build_net(nets.NetConfig.of(config.model, data.in_channels, data.num_classes))
+    module = Classifier(net, config.optim, compile=config.train.compile, seed=config.train.seed)
 
     record = RecordLogger(run_dir, rows)
     loggers: list[Any] = [record]
@@ -166,10 +165,11 @@ def train(config: Config, run_name: str | None = None, callbacks: tuple[pl.Callb
     summary = {
         "run": name,
         "study": config.track.study,
-        "arch": m.arch,
-        "depth": m.depth,
-        "shortcut": m.shortcut,
-        "style": m.style,
+        "family": config.model.family,
+        "arch": config.model.arch,
+        "depth": config.model.depth,
+        "shortcut": config.model.shortcut,
+        "style": config.model.style,
         "seed": config.train.seed,
         "dataset": config.data.name,
         "params": nets.count_params(net),
