@@ -24,7 +24,7 @@ def test_overrides_are_typed_and_checked():
     "change,message",
     [
         ({"model.dept": 20}, r"model.dept: unknown key \(known here: arch, depth, shortcut, style, family, block, unit, width, dropout, "
-         r"cardinality, group_width\)"),
+         r"cardinality, group_width, gate_bias, stochastic_depth, zero_init_residual, stem, avg_down\)"),
         ({"model.depth": "deep"}, r"model.depth: expected int, got str 'deep'"),
         ({"model.depth": 57}, r"model.depth: depth 57 is not 6n\+2"),
         ({"model.arch": "vgg"}, r"model.arch: 'vgg' is not one of plain, resnet"),

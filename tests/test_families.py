@@ -140,6 +140,8 @@ SMALL = {  # one small net of each family, with the knobs that make it that fami
     "preact-original-unit": {"family": "preact", "depth": 8, "unit": "original"},
     "wide": {"family": "wide", "depth": 10, "width": 2, "dropout": 0.3},
     "resnext": {"family": "resnext", "depth": 11, "cardinality": 2, "group_width": 4},
+    "stochastic-depth": {"family": "resnet", "depth": 20, "stochastic_depth": 0.5},
+    "gated": {"family": "resnet", "depth": 8, "shortcut": "gated", "gate_bias": -2.0},
 }
 
 

@@ -58,6 +58,11 @@ class ModelConfig(Section):
     dropout: float = 0.0  # wide: dropout between a block's convs (0.3 on CIFAR in the paper)
     cardinality: int = 8  # resnext: C, groups of the 3x3 convs
     group_width: int = 64  # resnext: d, channels of each group in the first stage (doubling per stage)
+    gate_bias: float = 0.0  # resnet, gated shortcuts: the gate's initial bias (He 2016 Table 1 tries 0 to -6)
+    stochastic_depth: float = 1.0  # resnet: p_L, the last block's survival (Huang 2016: 0.5); 1: none dropped
+    zero_init_residual: bool = False  # resnet, resnext: each block's last BN starts at 0 (timm's default; not the papers')
+    stem: str = "default"  # resnet, imagenet style: default (7x7) | deep (ResNet-C: three 3x3)
+    avg_down: bool = False  # resnet, imagenet style: ResNet-D's average pool before a strided projection
 
     def check(self) -> None:
         try:

@@ -12,7 +12,10 @@ from typing import Any, Callable
 # wide nets, Xie 2017's ResNeXt
 FAMILIES = ("resnet", "preact", "wide", "resnext")
 ARCHS = ("plain", "resnet")
-SHORTCUTS = ("A", "B", "C")
+# He 2015's options A, B, C; He 2016's variants (Table 1) of the identity shortcut (``lab.nets.resnet.Block``)
+SHORTCUTS = ("A", "B", "C", "gated", "shortcut_gated", "scaled", "dropout")
+GATED = ("gated", "shortcut_gated")
+STEMS = ("default", "deep")
 STYLES = ("cifar", "imagenet")
 BLOCKS = ("auto", "basic", "bottleneck")
 # He 2016, Figure 4: (a) original, (b) BN after addition, (c) ReLU before addition, (d) ReLU-only pre-activation,
@@ -37,6 +40,11 @@ FAMILY_FIELDS: dict[str, tuple[Any, tuple[str, ...]]] = {
     "dropout": (0.0, ("wide",)),
     "cardinality": (8, ("resnext",)),
     "group_width": (64, ("resnext",)),
+    "gate_bias": (0.0, ("resnet",)),
+    "stochastic_depth": (1.0, ("resnet",)),
+    "zero_init_residual": (False, ("resnet", "resnext")),
+    "stem": ("default", ("resnet",)),
+    "avg_down": (False, ("resnet",)),
 }
 
 
@@ -70,6 +78,11 @@ class NetConfig:
     dropout: float = 0.0
     cardinality: int = 8
     group_width: int = 64
+    gate_bias: float = 0.0
+    stochastic_depth: float = 1.0
+    zero_init_residual: bool = False
+    stem: str = "default"
+    avg_down: bool = False
 
     def __post_init__(self) -> None:
         check(self)
@@ -137,7 +150,7 @@ def check(model: Any) -> None:
     """Raise ``NetError`` naming the field of ``model`` (anything with the model section's fields) that makes no
     net: an unknown name, a depth the family does not have, a field the family does not read."""
     for field, choices in (("family", FAMILIES), ("arch", ARCHS), ("shortcut", SHORTCUTS), ("style", STYLES),
-                           ("block", BLOCKS), ("unit", UNITS)):
+                           ("block", BLOCKS), ("unit", UNITS), ("stem", STEMS)):
         value = getattr(model, field)
         if value not in choices:
             raise NetError(f"model.{field}", f"{{}} is not one of {', '.join(choices)}", value)
@@ -157,6 +170,19 @@ def check(model: Any) -> None:
         raise NetError("model.width", "{} is not a widening factor k >= 1 (WRN-28-10: 10)", model.width)
     if not 0.0 <= model.dropout < 1.0:
         raise NetError("model.dropout", "{} is not a probability in [0, 1) (WRN on CIFAR: 0.3)", model.dropout)
+    if model.gate_bias != 0.0 and model.shortcut not in GATED:
+        raise NetError("model.gate_bias", f"{{}} has no effect without a gate: model.shortcut is {model.shortcut!r}, "
+                       f"not {' or '.join(GATED)}", model.gate_bias)
+    if not 0.0 < model.stochastic_depth <= 1.0:
+        raise NetError("model.stochastic_depth", "{} is not a survival probability p_L in (0, 1] (Huang 2016: 0.5; "
+                       "1: no block dropped)", model.stochastic_depth)
+    if model.stochastic_depth < 1.0 and (model.arch != "resnet" or model.shortcut not in ("A", "B", "C")):
+        raise NetError("model.stochastic_depth", "{} drops residual branches: it needs model.arch=resnet and a "
+                       "shortcut of option A, B or C", model.stochastic_depth)
+    if (model.stem != "default" or model.avg_down) and model.style != "imagenet":
+        field = "model.stem" if model.stem != "default" else "model.avg_down"
+        raise NetError(field, "{} is a change to the ImageNet-style nets (Bag of Tricks' ResNet-C/D): it needs "
+                       "model.style=imagenet", model.stem if model.stem != "default" else model.avg_down)
     for field in ("cardinality", "group_width"):
         if getattr(model, field) < 1:
             raise NetError(f"model.{field}", "{} is not >= 1 (ResNeXt-29 8x64d: 8 and 64)", getattr(model, field))
@@ -164,10 +190,13 @@ def check(model: Any) -> None:
 
 def run_name(model: Any, seed: int | None = None) -> str:
     """Names as in the papers: ``plain-56``, ``resnet-110-B``, ``preact-1001``, ``wrn-28-10``, ``resnext-29-8x64d``;
-    option A (the CIFAR default) and the full pre-activation unit are left out, another unit is named."""
+    option A (the CIFAR default) and the full pre-activation unit are left out, another unit is named, and so is
+    stochastic depth's p_L (``resnet-110-sd0.5``)."""
     family, arch, depth = model.family, model.arch, model.depth
     if family == "resnet":
         name = resnet_name(arch, depth, model.shortcut)
+        if model.stochastic_depth < 1:  # Huang 2016's nets: resnet-110-sd0.5
+            name += f"-sd{model.stochastic_depth:g}"
     else:
         name = {"preact": f"preact-{depth}", "wide": f"wrn-{depth}-{model.width}",
                 "resnext": f"resnext-{depth}-{model.cardinality}x{model.group_width}d"}[family]
@@ -186,4 +215,5 @@ def resnet_name(arch: str, depth: int, shortcut: str) -> str:
 
 
 # The model fields a run name tells apart (a sweep over them keeps paper-like names)
-NAMING_FIELDS = ("family", "arch", "depth", "shortcut", "block", "unit", "width", "cardinality", "group_width")
+NAMING_FIELDS = ("family", "arch", "depth", "shortcut", "block", "unit", "width", "cardinality", "group_width",
+                 "stochastic_depth")

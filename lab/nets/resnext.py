@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.nets.names import NetConfig, units_per_stage
-from lab.nets.resnet import Bottleneck, conv3x3, init_weights, make_stages
+from lab.nets.resnet import Bottleneck, conv3x3, finish, make_stages
 
 OUTPUTS = (256, 512, 1024)  # channels out of each stage
 
@@ -31,7 +31,7 @@ class ResNeXt(nn.Module):
         widths = tuple(out // Bottleneck.expansion for out in OUTPUTS)
         self.stages, width = make_stages(Bottleneck, 64, widths, (n,) * 3, config.arch == "resnet", "B", per_stage)
         self.fc = nn.Linear(width, config.num_classes)
-        init_weights(self)
+        finish(self, config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(F.relu(self.bn1(self.conv1(x))))

@@ -64,9 +64,9 @@ class Classifier(pl.LightningModule):
     def __init__(self, net: nn.Module, optim: OptimConfig, compile: bool = False, seed: int = 0) -> None:
         super().__init__()
         self.net, self.optim, self.compile_step, self.seed = net, optim, compile, seed
-        # a net that draws random numbers in its forward (dropout): its draws at iteration i are a function of
+        # a net that draws random numbers in its forward (dropout, stochastic depth): its draws at iteration i are a function of
         # (seed, i), as the batches are (lab.data.seeding), so that a resumed run draws what the whole run drew
-        self.draws = any(isinstance(m, nn.Dropout) and m.p > 0 for m in net.modules())
+        self.draws = any(isinstance(m, nn.Dropout) and m.p > 0 or getattr(m, "survival", 1.0) < 1 for m in net.modules())
         self._step_fn: Any = loss_and_wrong
         self.schedule: LrSchedule | None = None  # made with the optimizer; LambdaLR checkpoints its state
         self._first_bad: torch.Tensor | None = None  # on the device: the first iteration with a non-finite loss
