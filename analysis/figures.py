@@ -54,7 +54,13 @@ DEPTH_LW = (0.7, 1.3)  # line widths are scaled by this from the shallowest net 
 # axis, linear below 1% and logarithmic above, shows the plain nets' gap and the ResNets' differences at once.
 PAPER_YLIM = {"cifar10": (0, 20)}
 SYMLOG_BELOW = 1.0  # %
-FAMILY_CMAPS = {("plain", "A"): "Oranges", ("resnet", "A"): "Blues", ("resnet", "B"): "Greens", ("resnet", "C"): "Purples"}
+FAMILY_CMAPS = {("plain", "A"): "Oranges", ("resnet", "A"): "Blues", ("resnet", "B"): "Greens", ("resnet", "C"): "Purples",
+                # He 2016's shortcut variants (Table 1)
+                ("resnet", "gated"): "Reds", ("resnet", "shortcut_gated"): "PuRd", ("resnet", "scaled"): "YlOrBr",
+                ("resnet", "dropout"): "Greys"}
+# how a panel names a shortcut: He 2015's options by letter, He 2016's variants by what they do
+SHORTCUT_TITLES = {"gated": "exclusive gating", "shortcut_gated": "shortcut-only gating", "scaled": "scaled by 0.5",
+                   "dropout": "dropout on the shortcut"}
 
 
 @contextmanager
@@ -84,11 +90,14 @@ def _family(arch: str, shortcut: str) -> tuple[str, str]:
 def family_title(arch: str, shortcut: str, shortcuts: int) -> str:
     if arch == "plain":
         return "plain"
+    if shortcut in SHORTCUT_TITLES:
+        return f"ResNet, {SHORTCUT_TITLES[shortcut]}"
     return "ResNet" if shortcuts == 1 else f"ResNet, option {shortcut}"
 
 
 def family_colour(arch: str, shortcut: str, shade: float = 0.75) -> tuple:
-    """Plain in oranges, ResNets in blues (A), greens (B), purples (C); darker is deeper."""
+    """Plain in oranges, ResNets in blues (A), greens (B), purples (C), He 2016's variants in reds, pinks, browns and
+    greys; darker is deeper."""
     return plt.get_cmap(FAMILY_CMAPS.get(_family(arch, shortcut), "Greys"))(shade)
 
 
@@ -125,7 +134,11 @@ def _figure(panels: int, columns: int, panel_height_in: float, legend_in: float,
 
 
 def _legend_below(fig: plt.Figure, handles: list, ncol: int) -> None:
-    """Outside every axes, under them: a legend never covers a curve."""
+    """Outside every axes, under them: a legend never covers a curve; in as many columns as fit the figure's width
+    (a character about 0.6 of the font size wide, a handle and its spacing about 4 characters)."""
+    longest = max((len(h.get_label()) for h in handles), default=0)
+    while ncol > 1 and ncol * (0.6 * longest + 4) * SMALL_PT / 72 > fig.get_figwidth():
+        ncol -= 1
     fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=SMALL_PT, handlelength=2.0,
                columnspacing=1.2)
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lab.config import ConfigError
 from lab.health import run_warnings
+from lab.nets.names import beyond_he_2015
 from lab.records import BEST_VAL_ERR, ERRORS, RunRecord
 
 NET_KEYS = ["arch", "depth", "shortcut"]  # one net of a study; its runs differ only by seed
@@ -42,7 +43,7 @@ class Study:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, reason): failure.json and no summary
     pruned: list[tuple[str, str]] = field(default_factory=list)  # (run, where and why): pruned.json and no summary
     problems: list[str] = field(default_factory=list)  # "RUN: what is wrong with which file"
-    # (run, family): finished runs of a family lab analyze does not compare yet (``unanalysed_families``)
+    # (run, what makes its net another than He 2015's): runs lab analyze does not compare yet (``unanalysed_families``)
     others: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -139,16 +140,19 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     """
     study_dir = Path(runs_dir) / study
     trials = _complete_trials(runs_dir, study, storage)
-    problems, rows, history, unreadable, others = [], [], [], {}, []
+    problems, rows, history, unreadable, others, models = [], [], [], {}, [], {}
     for record in RunRecord.under(study_dir, "finished"):
         summary, problem = record.checked_summary()
-        family = summary.get("family", "resnet") if not problem else "resnet"  # records before families: He 2015's
+        model = summary["config"].get("model") if not problem and isinstance(summary.get("config"), dict) else None
+        beyond = beyond_he_2015(model) if isinstance(model, dict) else []  # records before the families: He 2015's
         if problem:
             unreadable[record.dir.name] = f"{record.dir.name}: {problem}"
-        elif family != "resnet":  # its net would be counted as He 2015's net of that arch and depth
-            others.append((record.dir.name, str(family)))
+        elif beyond:  # its net would be counted as He 2015's net of that arch, depth and shortcut
+            others.append((record.dir.name, ", ".join(beyond)))
         else:
             rows.append(_row(record, summary))
+            models[record.dir.name] = model
+    problems += _same_net_other_model(models, rows)
     finished = {Path(row["run_dir"]).name for row in rows} | {run for run, _ in others}
     # A trial whose record was lost, then ran again as another trial (`lab sweep` does that), is no problem:
     # its grid point has a finished run, or (a search) the sweep counted it out of the study.
@@ -179,13 +183,29 @@ def read_study(runs_dir: Path, study: str, storage: str | None = None) -> Study:
     return Study(runs, curves.sort_values(["run", "iteration"], ignore_index=True), failed_runs, pruned, problems, others)
 
 
+def _same_net_other_model(models: dict[str, dict | None], rows: list[dict]) -> list[str]:
+    """A run whose model section differs from another's of the same arch, depth and shortcut (a gate's bias, say):
+    its seeds would be averaged with the other's as one net."""
+    first: dict[tuple, tuple[str, dict]] = {}
+    found = []
+    for row in rows:
+        run, model = Path(row["run_dir"]).name, models.get(Path(row["run_dir"]).name) or {}
+        key = tuple(row[k] for k in NET_KEYS)
+        seen, seen_model = first.setdefault(key, (run, model))
+        differ = sorted(k for k in set(model) | set(seen_model) if k != "style" and model.get(k) != seen_model.get(k)
+                        and k in model and k in seen_model)
+        if differ:
+            found.append(f"{run}: model.{differ[0]} is {model[differ[0]]!r}, {seen}'s (the same net to lab analyze) "
+                         f"{seen_model[differ[0]]!r}: analysed together their seeds would be averaged as one net's")
+    return found
+
+
 def unanalysed_families(others: list[tuple[str, str]]) -> str:
-    """What ``lab analyze`` says of runs of families it does not compare yet: preact-164 has resnet-164's arch, depth
-    and shortcut fields, and analysed as He 2015's net its seeds would be averaged into resnet-164's."""
-    runs = ", ".join(run for run, _ in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    families = ", ".join(sorted({family for _, family in others}))
-    return (f"{runs}: model.family={families}: lab analyze compares He 2015's nets (model.family=resnet) only so far, "
-            f"and would count these as theirs")
+    """What ``lab analyze`` says of runs of nets beyond He 2015's, which it does not compare yet: preact-164 (or
+    resnet-164-sd0.5) has resnet-164's arch, depth and shortcut, and would be averaged into it."""
+    runs = ", ".join(f"{run} ({fields})" for run, fields in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return (f"{runs}: lab analyze compares He 2015's nets (model.family=resnet, no unit, width, gate, stochastic depth "
+            f"or stem of later papers) only so far, and would count these as theirs")
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:

@@ -168,15 +168,18 @@ def test_each_family_trains_resumes_exactly_after_a_kill_and_loads_from_its_chec
 
 
 def test_lab_analyze_does_not_count_another_familys_net_as_he_2015s(tmp_path, lab_here):
-    """preact-8 has He 2015's resnet-8's arch, depth and shortcut fields: analysed as one, its seeds would be averaged
-    into resnet-8's. Until the families have their own figures and tables it is named and left out (--partial)."""
+    """preact-8 (and a resnet-8 with zero-initialised residuals) has He 2015's resnet-8's arch, depth and shortcut
+    fields: analysed as one, its seeds would be averaged into resnet-8's. Until the families have their own figures
+    and tables it is named and left out (--partial)."""
     common = ["optim.max_steps=4", "optim.milestones=[2]", "train.eval_every=2", "track.wandb=disabled",
               "track.runs_dir=runs", "track.study=mixed"]
-    for model in (["model.family=preact", "model.depth=8"], ["model.depth=8"]):
+    for model in (["model.family=preact", "model.depth=8"], ["model.depth=8"],
+                  ["model.depth=8", "model.zero_init_residual=true", "train.seed=1"]):  # named resnet-8-s1
         assert lab_here("train", str(ROOT / "experiments" / "digits.yaml"), *model, *common, cwd=tmp_path).returncode == 0
     refused = lab_here("analyze", "mixed", "--runs-dir", "runs", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.splitlines() == [
-        "lab analyze: error: preact-8-s0: model.family=preact: lab analyze compares He 2015's nets (model.family=resnet) "
+        "lab analyze: error: preact-8-s0 (model.family=preact), resnet-8-s1 (model.zero_init_residual=True): lab analyze "
+        "compares He 2015's nets (model.family=resnet, no unit, width, gate, stochastic depth or stem of later papers) "
         "only so far, and would count these as theirs; pass --partial to analyse the other runs"]
     partial = lab_here("analyze", "mixed", "--runs-dir", "runs", "--partial", cwd=tmp_path)
     assert partial.returncode == 0, partial.stderr
@@ -184,4 +187,4 @@ def test_lab_analyze_does_not_count_another_familys_net_as_he_2015s(tmp_path, la
 
     analysis = tmp_path / "runs" / "mixed" / "analysis"
     assert list(pd.read_csv(analysis / "summary.csv")["run"]) == ["resnet-8-s0"]
-    assert "left out (--partial): preact-8-s0: model.family=preact" in (analysis / "README.md").read_text()
+    assert "left out (--partial): preact-8-s0 (model.family=preact)" in (analysis / "README.md").read_text()

@@ -114,6 +114,7 @@ class OptimConfig(Section):
 
     lr: float = 0.1
     momentum: float = 0.9
+    nesterov: bool = False  # Nesterov momentum (WRN, stochastic depth); the He papers' SGD has none
     weight_decay: float = 1e-4
     batch_size: int = 128
     max_steps: int = 64_000
@@ -133,6 +134,7 @@ class OptimConfig(Section):
         for name in ("lr", "batch_size", "max_steps"):
             _require(getattr(self, name) > 0, f"optim.{name}", "must be > 0")
         _require(self.momentum >= 0 and self.weight_decay >= 0, "optim", "momentum and weight_decay must be >= 0")
+        _require(not self.nesterov or self.momentum > 0, "optim.nesterov", "needs optim.momentum > 0")
         _require(self.schedule in SCHEDULES, "optim.schedule", f"{quote(self.schedule)} is not one of {', '.join(SCHEDULES)}")
         ints = all(type(m) is int for m in self.milestones)
         fractions = all(type(m) is float and 0 < m <= 1 for m in self.milestones)

@@ -209,6 +209,15 @@ def run_name(model: Any, seed: int | None = None) -> str:
     return name if seed is None else f"{name}-s{seed}"
 
 
+def beyond_he_2015(model: dict) -> list[str]:
+    """``FIELD=VALUE`` of each field of a model section (a dict; a missing field is at its default) that makes its
+    net other than one of He 2015's (or He 2016's shortcut variants, whose gate's bias goes with them): a family, a
+    unit, a knob. Nets that differ only there share He 2015's arch, depth and shortcut."""
+    defaults = {"family": "resnet", **{field: default for field, (default, _) in FAMILY_FIELDS.items()}}
+    return [f"model.{field}={model[field]}" for field, default in defaults.items()  # a gate's bias: on gated shortcuts
+            if field not in ("shortcut", "style", "gate_bias") and field in model and model[field] != default]
+
+
 def resnet_name(arch: str, depth: int, shortcut: str) -> str:
     """He 2015's names: ``plain-56``, ``resnet-110-B``; option A, the CIFAR default, is left out."""
     return f"{arch}-{depth}" + (f"-{shortcut}" if arch == "resnet" and shortcut != "A" else "")

@@ -177,7 +177,8 @@ class Classifier(pl.LightningModule):
         o = self.optim
         # On the fast path on a GPU the update is one fused kernel, not a few dozen launches of foreach kernels.
         fused = True if self.compile_step and self.device.type == "cuda" else None
-        optimizer = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, fused=fused)
+        optimizer = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                    weight_decay=o.weight_decay, fused=fused)
         self.schedule = LrSchedule(o)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
