@@ -209,7 +209,7 @@ def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(lab_here, t
     long = {**TINY_RECIPE, "optim": {**TINY_RECIPE["optim"], "max_steps": 300, "milestones": [250]},
             "track": {"wandb": "disabled"}}
     root = write_project(tmp_path, {"grid": {"train.seed": [0]}}, long)
-    sweep = subprocess.Popen([sys.executable, "-m", "lab", "sweep", "tiny", "--stall-timeout", "30", "-q"], cwd=root,
+    sweep = subprocess.Popen([sys.executable, "-m", "lab", "sweep", "tiny", "--stall-timeout", "12", "-q"], cwd=root,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = root / "runs" / "tiny" / RUN / "metrics.jsonl"
     deadline = time.time() + 180
@@ -222,9 +222,9 @@ def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(lab_here, t
     try:
         seen = ""
         while "stalled" not in seen:
-            assert time.time() < deadline + 90, seen  # shown stalled from 15 s to 30 s without progress
+            assert time.time() < deadline + 90, seen  # shown stalled from 6 s to 12 s without progress
             seen = lab_here("sweep", "tiny", "--status", cwd=root).stdout
-        assert re.search(rf"stalled  {RUN}: trial 0 on .*, no progress for \d+s \(killed and resumed after 30s\)", seen), seen
+        assert re.search(rf"stalled  {RUN}: trial 0 on .*, no progress for \d+s \(killed and resumed after 12s\)", seen), seen
         out, err = sweep.communicate(timeout=300)
     finally:
         if sweep.poll() is None:
@@ -242,7 +242,7 @@ def test_a_stopped_trial_is_shown_stalled_killed_and_its_run_resumed(lab_here, t
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["iteration"] for r in rows] == list(range(5, 301, 5)) and stopped_at >= 2  # resumed, not restarted
     log = (root / "runs" / "tiny" / "logs" / f"{RUN}.log").read_text()
-    assert "no progress for 3" in log and "was killed; its run resumes from its checkpoint" in log
+    assert "no progress for 1" in log and "was killed; its run resumes from its checkpoint" in log
 
 
 # Rows 8 and 9: hostile record files are named, folders that are files refused -----------------------------------

@@ -228,7 +228,7 @@ def test_tpe_search_samples_hyperparameters(lab_here, tmp_path):
         ("recipe: tiny\ngrid: {model.depth: [8, 9]\n", "tiny.yaml: not valid YAML"),
         ("recipe: tiny\ngrids: {model.depth: [8]}\n", "grids: unknown key"),
         ("recipe: tiny\ngrid: {model.depth: [8, 9]}\n", "model.depth: depth 9 is not 6n+2"),
-        ("recipe: tiny\ngrid: {model.width: [8]}\n", "model.width: unknown key"),
+        ("recipe: tiny\ngrid: {model.widht: [8]}\n", "model.widht: unknown key"),
         ("recipe: tiny\ngrid: {model.depth: 8}\n", "grid.model.depth: expected list, got int 8"),
         ("recipe: tiny\n", "nothing varies"),
         ("recipe: tiny\ngrid: {model.depth: [8, 14, 8]}\n", "grid.model.depth: 8 is listed twice; list each value once"),
