@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.config import ConfigError
+from lab.config import ConfigError, quote
 from lab.health import run_warnings
 from lab.nets.names import beyond_he_2015
 from lab.records import BEST_VAL_ERR, ERRORS, RunRecord
@@ -192,11 +192,10 @@ def _same_net_other_model(models: dict[str, dict | None], rows: list[dict]) -> l
         run, model = Path(row["run_dir"]).name, models.get(Path(row["run_dir"]).name) or {}
         key = tuple(row[k] for k in NET_KEYS)
         seen, seen_model = first.setdefault(key, (run, model))
-        differ = sorted(k for k in set(model) | set(seen_model) if k != "style" and model.get(k) != seen_model.get(k)
-                        and k in model and k in seen_model)
+        differ = sorted(k for k in set(model) & set(seen_model) if model[k] != seen_model[k])  # a field both have
         if differ:
-            found.append(f"{run}: model.{differ[0]} is {model[differ[0]]!r}, {seen}'s (the same net to lab analyze) "
-                         f"{seen_model[differ[0]]!r}: analysed together their seeds would be averaged as one net's")
+            found.append(f"{run}: model.{differ[0]} is {quote(model[differ[0]])}, {seen}'s (the same net to lab analyze) "
+                         f"{quote(seen_model[differ[0]])}: analysed together their seeds would be averaged as one net's")
     return found
 
 

@@ -102,3 +102,15 @@ def test_knobs_that_would_change_nothing_are_refused_in_one_line(override, messa
 def test_run_names_say_the_shortcut_variant_and_stochastic_depth():
     assert make_config({}, {"model.shortcut": "gated", "model.depth": 110}).run_name == "resnet-110-gated-s0"
     assert make_config({}, {"model.stochastic_depth": 0.5, "model.depth": 1202}).run_name == "resnet-1202-sd0.5-s0"
+
+
+def test_runs_of_one_name_whose_gates_differ_are_not_averaged_as_one_net(tmp_path, lab_here):
+    from tests.conftest import ROOT
+
+    common = [str(ROOT / "experiments" / "digits.yaml"), "model.depth=8", "model.shortcut=gated", "optim.max_steps=4",
+              "optim.milestones=[2]", "train.eval_every=2", "track.wandb=disabled", "track.runs_dir=runs", "track.study=gates"]
+    for seed, bias in ((0, -2.0), (1, 0.0)):
+        assert lab_here("train", *common, f"model.gate_bias={bias}", f"train.seed={seed}", cwd=tmp_path).returncode == 0
+    refused = lab_here("analyze", "gates", "--runs-dir", "runs", cwd=tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert "resnet-8-gated-s1: model.gate_bias is 0.0, resnet-8-gated-s0's (the same net to lab analyze) -2.0" in refused.stderr

@@ -136,7 +136,7 @@ def units_per_stage(model: Any) -> int:
     if not isinstance(depth, int) or isinstance(depth, bool):
         raise NetError("model.depth", "depth {} is not a whole number of layers", depth)
     per_unit, offset, rule, examples = {
-        "preact": (9, 2, "9n+2 (bottleneck units of 3 layers)", "47, 56, ..., 164, ..., 1001"),
+        "preact": (9, 2, "9n+2 (bottleneck units of 3 layers)", "11, 20, 29, ..., 164, ..., 1001"),
         "wide": (6, 4, "6N+4 (WRN-d-k)", "10, 16, 22, 28, 40"),
         "resnext": (9, 2, "9n+2 (bottleneck blocks)", "29 (ResNeXt-29), 38, ..."),
     }[family]
