@@ -203,8 +203,8 @@ def unanalysed_families(others: list[tuple[str, str]]) -> str:
     """What ``lab analyze`` says of runs of nets beyond He 2015's, which it does not compare yet: preact-164 (or
     resnet-164-sd0.5) has resnet-164's arch, depth and shortcut, and would be averaged into it."""
     runs = ", ".join(f"{run} ({fields})" for run, fields in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    return (f"{runs}: lab analyze compares He 2015's nets (model.family=resnet, no unit, width, gate, stochastic depth "
-            f"or stem of later papers) only so far, and would count these as theirs")
+    return (f"{runs}: lab analyze compares He 2015's nets (model.family=resnet, without the stochastic depth, "
+            f"zero-initialised residuals or ResNet-C/D of later papers) only so far, and would count these as theirs")
 
 
 def no_runs(runs_dir: Path, study: str, failed: list[tuple[str, str]]) -> ConfigError:

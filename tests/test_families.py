@@ -179,8 +179,9 @@ def test_lab_analyze_does_not_count_another_familys_net_as_he_2015s(tmp_path, la
     refused = lab_here("analyze", "mixed", "--runs-dir", "runs", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.splitlines() == [
         "lab analyze: error: preact-8-s0 (model.family=preact), resnet-8-s1 (model.zero_init_residual=True): lab analyze "
-        "compares He 2015's nets (model.family=resnet, no unit, width, gate, stochastic depth or stem of later papers) "
-        "only so far, and would count these as theirs; pass --partial to analyse the other runs"]
+        "compares He 2015's nets (model.family=resnet, without the stochastic depth, zero-initialised residuals or "
+        "ResNet-C/D of later papers) only so far, and would count these as theirs; pass --partial to analyse the other "
+        "runs"]
     partial = lab_here("analyze", "mixed", "--runs-dir", "runs", "--partial", cwd=tmp_path)
     assert partial.returncode == 0, partial.stderr
     import pandas as pd

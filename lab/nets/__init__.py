@@ -1,8 +1,8 @@
-"""The networks a depth study trains. ``lab.nets.names``: what names a net, which depths and fields each family has
-(no torch) and ``NetConfig``; ``lab.nets.build``: ``build_net`` and what is counted of a net; one module per family: ``resnet`` (He 2015, plain
-and residual, CIFAR and ImageNet styles), ``preact`` (He 2016), ``wide`` (WRN), ``resnext`` (Xie 2017). The names
-are here too, and ``build_net`` and the nets' classes load torch only when first used (``from lab import nets`` stays
-light).
+"""The networks a depth study trains. ``lab.nets.names``: what names a net, which depths and fields each family has,
+and ``NetConfig`` (no torch); ``lab.nets.build``: ``build_net`` and what is counted of a net; one module per family:
+``resnet`` (He 2015, plain and residual, CIFAR and ImageNet styles), ``preact`` (He 2016), ``wide`` (WRN),
+``resnext`` (Xie 2017). The names are here too, and ``build_net`` and the nets' classes load torch only when first
+used (``from lab import nets`` stays light).
 """
 from __future__ import annotations
 

@@ -65,11 +65,12 @@ def make_shortcut(shortcut: str, in_planes: int, out_planes: int, stride: int) -
 class Block(nn.Module):
     """What He 2015's blocks share: how their residual branch F (``branch``) meets their input x.
 
-    ``shortcut``: option A, B or C: relu(F + s(x)); or one of He 2016's variants (Table 1), on the identity
-    shortcuts (transitions keep option A): ``gated``, exclusive gating as Highway networks, relu(T F + (1 - T) x)
-    with T = sigmoid(1x1 conv of x), its bias at ``gate_bias``; ``shortcut_gated``, relu(F + (1 - T) x);
-    ``scaled``, relu(0.5 F + 0.5 x), the constant scaling that trains (F unscaled fails in the paper); ``dropout``,
-    relu(F + dropout_0.5(x)). He 2016's "1x1 conv shortcut" is option C.
+    ``shortcut``: option A, B or C: relu(F + s(x)); or one of He 2016's variants (Table 1), whose s(x) is the
+    identity, and option A's zero-padding where the shape changes: ``gated``, exclusive gating as Highway networks,
+    relu(T F + (1 - T) s(x)) with T = sigmoid(1x1 conv of x), its bias at ``gate_bias`` (on the identity shortcuts
+    only: a transition is plain option A); ``shortcut_gated``, relu(F + (1 - T) s(x)); ``scaled``,
+    relu(0.5 F + 0.5 s(x)), the constant scaling that trains (F unscaled fails in the paper); ``dropout``,
+    relu(F + dropout_0.5(s(x))); these two on every shortcut. He 2016's "1x1 conv shortcut" is option C.
 
     ``survival`` < 1: stochastic depth (Huang et al. 2016): in training the block is dropped (relu(s(x))) on a
     draw of the whole mini-batch, kept with probability ``survival``; at test time F is scaled by it. Not timm's
